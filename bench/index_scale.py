@@ -1,0 +1,370 @@
+"""Gallery index at scale: flat vs IVF vs HNSW (vs IVF-PQ) vs a deepface-style brute force.
+
+    .venv/bin/python bench/index_scale.py            # 100k and 1M faces at 128-d and 512-d
+    .venv/bin/python bench/index_scale.py --quick    # tiny smoke run
+
+Prints one table per gallery and writes bench/results/index_scale.json. How the vectors are
+made, and why, is in bench/README.md ("Gallery index at scale").
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from identity_service.index import GalleryIndex, load_snapshot, save_snapshot
+
+DEFAULT_REAL = Path.home() / ".faceid" / "cache" / "lfw-embeddings-dlib-resnet-v1.npz"
+CHUNK = 100_000
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ vectors
+class FaceModel:
+    """128-d embeddings: identity centres from a Gaussian, faces = centre + within-identity noise.
+
+    With real embeddings the Gaussian is their mean and covariance (distinct identities of a
+    good embedder spread roughly like that). Without, a described stand-in: a shared mean
+    direction (impostor cosine ~0.5) plus a power-law spectrum (effective dimension ~40),
+    because face embeddings fill a cone with a few dominant directions, not the whole sphere.
+    """
+
+    def __init__(self, real: np.ndarray | None, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.base_dim = 128 if real is None else real.shape[1]
+        if real is not None:
+            real = unit(real.astype(np.float64))
+            self.mean = real.mean(axis=0)
+            cov = np.cov(real, rowvar=False) + 1e-6 * np.eye(self.base_dim)
+            self.source = f"Gaussian fitted to {len(real)} real embeddings"
+        else:
+            rotation, _ = np.linalg.qr(rng.standard_normal((self.base_dim, self.base_dim)))
+            spectrum = np.arange(1, self.base_dim + 1) ** -0.7
+            spectrum /= spectrum.sum()
+            cov = (rotation * spectrum) @ rotation.T
+            self.mean = rotation[:, -1]  # unit mean; total spread 1: impostor cos ~0.5
+            self.source = "synthetic: mean direction + power-law spectrum (alpha 0.7)"
+        self.chol = np.linalg.cholesky(cov)
+        # Within-identity noise: 0.4 of the between-identity spread (genuine cos ~0.9).
+        self.noise = 0.4
+
+    def centres(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        z = rng.standard_normal((n, self.base_dim))
+        return self.mean + z @ self.chol.T
+
+    def face(self, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        z = rng.standard_normal(centres.shape) @ self.chol.T
+        return unit(centres + self.noise * z)
+
+
+class Lift:
+    """128 -> 512-d: a random orthonormal embedding of the 128-d structure plus an isotropic
+    residual holding 15% of the energy, so distances cost 4x and the intrinsic dimension rises
+    above 128, as with ArcFace-style 512-d embedders. Identity when dim == base dim."""
+
+    def __init__(self, base_dim: int, dim: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.dim = dim
+        self.basis = None
+        if dim < base_dim:
+            raise SystemExit(f"--dims must be >= the embedding dimension {base_dim}")
+        if dim != base_dim:
+            self.basis = np.linalg.qr(rng.standard_normal((dim, base_dim)))[0].T.astype(np.float32)
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.basis is None:
+            return x
+        residual = rng.standard_normal((len(x), self.dim)).astype(np.float32)
+        return unit(np.sqrt(0.85) * (x @ self.basis) + np.sqrt(0.15 / self.dim) * residual)
+
+
+def make_gallery(
+    n: int, dim: int, n_queries: int, real: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(gallery (n, dim), probes (n_queries, dim): new faces of enrolled identities, source)."""
+    model = FaceModel(real, seed)
+    lift = Lift(model.base_dim, dim, seed + 1)
+    rng = np.random.default_rng(seed + 2)
+    gallery = np.empty((n, dim), dtype=np.float32)
+    enrolled = np.sort(rng.choice(n, n_queries, replace=False))
+    probe_centres = np.empty((n_queries, model.base_dim))
+    start = 0
+    if real is not None:  # the real faces are part of the gallery, distractors fill the rest
+        first = unit(real[: min(n, len(real))])
+        gallery[: len(first)] = lift(first, rng)
+        start = len(first)
+    for lo in range(start, n, CHUNK):
+        hi = min(n, lo + CHUNK)
+        centres = model.centres(hi - lo, rng)
+        gallery[lo:hi] = lift(model.face(centres, rng), rng)
+        mine = (enrolled >= lo) & (enrolled < hi)
+        probe_centres[mine] = centres[enrolled[mine] - lo]
+    synthetic = enrolled >= start
+    probes = np.empty((n_queries, dim), dtype=np.float32)
+    if synthetic.any():
+        probes[synthetic] = lift(model.face(probe_centres[synthetic], rng), rng)
+    if (~synthetic).any():  # a real enrolled face: probe with a noisy copy of it
+        base = unit(real[enrolled[~synthetic]])
+        probes[~synthetic] = lift(model.face(base, rng), rng)
+    return gallery, probes, f"{model.source}; {dim}-d" + (" (lifted)" if dim != 128 else "")
+
+
+# ------------------------------------------------------------------------------ measuring
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    n: int
+
+
+@dataclass
+class KindResult:
+    kind: str
+    params: dict
+    build_s: float
+    index_bytes: int
+    single: Latency
+    batch100: Latency
+    recall1: float
+    recall10: float
+    sweep: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class CaseResult:
+    n: int
+    dim: int
+    data: str
+    kinds: list[KindResult]
+    peers: dict[str, Latency]
+    chosen: str
+    speedup_vs_peer: dict[str, float]
+    restart: dict | None = None
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def latency(fn, queries: np.ndarray, batch: int, max_n: int, budget_s: float) -> Latency:
+    """Per-call latency of fn(queries[i:i+batch]); stops at max_n calls or the time budget."""
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    for i in range(max_n):
+        lo = (i * batch) % max(1, len(queries) - batch + 1)
+        dt, _ = timed(fn, queries[lo : lo + batch])
+        times.append(dt)
+        if time.perf_counter() > deadline and len(times) >= 5:
+            break
+    ms = np.array(times) * 1e3
+    return Latency(float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(ms))
+
+
+def recall(found: np.ndarray, exact: np.ndarray, k: int) -> float:
+    hits = [len(set(f[:k].tolist()) & set(e[:k].tolist())) for f, e in zip(found, exact, strict=True)]
+    return sum(hits) / (k * len(exact))
+
+
+def deepface_loop(gallery: list[np.ndarray], q: np.ndarray, k: int) -> np.ndarray:
+    """What deepface's find does per probe: a Python loop over stored representations, cosine
+    distance from a dot product and two norms for each, then a sort."""
+    distances = []
+    for emb in gallery:
+        a = np.matmul(emb, q)
+        b = np.sum(np.multiply(emb, emb))
+        c = np.sum(np.multiply(q, q))
+        distances.append(1 - a / (np.sqrt(b) * np.sqrt(c)))
+    return np.argsort(distances)[:k]
+
+
+def numpy_stack(gallery: list[np.ndarray], q: np.ndarray, k: int) -> np.ndarray:
+    """The vectorised variant: stack the list into a matrix per probe, one matrix-vector."""
+    scores = np.stack(gallery) @ q
+    top = np.argpartition(-scores, k)[:k]
+    return top[np.argsort(-scores[top])]
+
+
+def measure_kind(kind, ids, gallery, probes, exact, args, **params) -> tuple[KindResult, object]:
+    faiss.omp_set_num_threads(args.build_threads)
+    index = GalleryIndex(gallery.shape[1], kind, **params)
+    build_s, _ = timed(index.rebuild, ids, gallery)
+    state = index.export_state()
+    size = int(state.faiss_bytes.size)
+    del state
+    faiss.omp_set_num_threads(args.search_threads)
+    sweep = []
+    knob = {"hnsw": "ef_search", "ivf": "nprobe", "ivfpq": "nprobe"}.get(kind)
+    chosen: dict = {}
+    if knob:
+        values = args.ef_sweep if kind == "hnsw" else args.nprobe_sweep
+        for value in values:
+            found = index.search(probes, 10, **{knob: value}).ids
+            lat = latency(lambda q, v=value: index.search(q, 10, **{knob: v}), probes, 1, 200, 2)
+            row = {knob: value, "recall1": recall(found, exact, 1), "recall10": recall(found, exact, 10),
+                   "p50_ms": lat.p50_ms}
+            sweep.append(row)
+            print(f"    {kind} {knob}={value}: recall@1 {row['recall1']:.4f} @10 {row['recall10']:.4f}"
+                  f" p50 {lat.p50_ms:.3f} ms", flush=True)
+        good = [r for r in sweep if r["recall1"] >= args.target_recall]
+        chosen = {knob: (good[0] if good else sweep[-1])[knob]}
+    search = lambda q: index.search(q, 10, **chosen)  # noqa: E731
+    found = search(probes).ids
+    single = latency(search, probes, 1, args.latency_queries, args.latency_budget)
+    batch = latency(search, probes, 100, 30, args.latency_budget)
+    result = KindResult(kind, {**params, **chosen}, build_s, size, single, batch,
+                        recall(found, exact, 1), recall(found, exact, 10), sweep)
+    return result, index
+
+
+def run_case(n: int, dim: int, real: np.ndarray | None, args) -> CaseResult:
+    print(f"\n=== {n:,} faces x {dim}-d ===", flush=True)
+    gallery, probes, source = make_gallery(n, dim, args.queries, real, args.seed)
+    ids = np.arange(n, dtype=np.int64)
+    results: list[KindResult] = []
+    faiss.omp_set_num_threads(args.build_threads)
+    flat = GalleryIndex(dim, "flat")
+    flat.rebuild(ids, gallery)
+    exact = flat.search(probes, 10).ids
+    del flat
+    gc.collect()
+    chosen_index = None
+    for kind in args.kinds:
+        if kind == "ivfpq" and n < args.ivfpq_min_n:
+            continue
+        print(f"  building {kind} ...", flush=True)
+        res, index = measure_kind(kind, ids, gallery, probes, exact, args)
+        results.append(res)
+        print(f"  {kind}: build {res.build_s:.1f} s, {res.index_bytes / 2**20:.0f} MiB, "
+              f"p50 {res.single.p50_ms:.3f} ms, recall@1 {res.recall1:.4f}", flush=True)
+        if kind == args.chosen:
+            chosen_index = index
+        else:
+            del index
+        gc.collect()
+
+    faiss.omp_set_num_threads(args.search_threads)
+    as_list = list(gallery)  # deepface keeps one array per stored face
+    peer_n = max(2, args.peer_queries * 100_000 // n)
+    peers = {
+        "deepface-loop": latency(lambda q: deepface_loop(as_list, q[0], 10), probes, 1, peer_n, 30),
+        "numpy-stack": latency(lambda q: numpy_stack(as_list, q[0], 10), probes, 1, peer_n, 30),
+    }
+    del as_list
+    chosen = next((r for r in results if r.kind == args.chosen), results[0])
+    speedup = {name: p.p50_ms / chosen.single.p50_ms for name, p in peers.items()}
+    restart = None
+    if chosen_index is not None and n >= args.restart_min_n:
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            path = Path(tmp) / "g.fidx"
+            save_s, _ = timed(save_snapshot, chosen_index, path, 1, {})
+            load_s, _ = timed(load_snapshot, path)
+            restart = {"kind": args.chosen, "file_bytes": path.stat().st_size,
+                       "save_s": save_s, "load_s": load_s}
+    case = CaseResult(n, dim, source, results, peers, args.chosen, speedup, restart)
+    print_case(case)
+    return case
+
+
+def print_case(case: CaseResult) -> None:
+    print(f"\n{case.n:,} faces x {case.dim}-d ({case.data})")
+    head = ("kind", "params", "build s", "MiB", "1q p50 ms", "1q p99 ms", "100q p50 ms",
+            "100q p99 ms", "R@1", "R@10")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in case.kinds:
+        params = ",".join(f"{k}={v}" for k, v in r.params.items()) or "-"
+        print(f"| {r.kind} | {params} | {r.build_s:.1f} | {r.index_bytes / 2**20:.0f} | "
+              f"{r.single.p50_ms:.3f} | {r.single.p99_ms:.3f} | {r.batch100.p50_ms:.1f} | "
+              f"{r.batch100.p99_ms:.1f} | {r.recall1:.4f} | {r.recall10:.4f} |")
+    for name, p in case.peers.items():
+        print(f"| peer: {name} | {p.n} queries | - | - | {p.p50_ms:.1f} | {p.p99_ms:.1f} | - | - |"
+              f" 1 | 1 |")
+    for name, ratio in case.speedup_vs_peer.items():
+        print(f"{case.chosen} is {ratio:,.0f}x faster per query than {name}")
+    if case.restart:
+        r = case.restart
+        print(f"restart: {r['kind']} snapshot {r['file_bytes'] / 2**20:.0f} MiB, "
+              f"save {r['save_s']:.1f} s, load {r['load_s']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--dims", default="128,512")
+    ap.add_argument("--kinds", default="flat,ivf,hnsw,ivfpq")
+    ap.add_argument("--chosen", default="hnsw", help="the kind compared with the peers")
+    ap.add_argument("--real", type=Path, default=DEFAULT_REAL, help="npz with 'embeddings'")
+    ap.add_argument("--queries", type=int, default=1000, help="probes for recall")
+    ap.add_argument("--latency-queries", type=int, default=500)
+    ap.add_argument("--latency-budget", type=float, default=8.0, help="seconds per latency figure")
+    ap.add_argument("--peer-queries", type=int, default=20, help="peer probes at 100k (scaled)")
+    ap.add_argument("--ef-sweep", default="16,32,64,128")
+    ap.add_argument("--nprobe-sweep", default="32,64,128,256")
+    ap.add_argument("--target-recall", type=float, default=0.99, help="recall@1 to reach")
+    ap.add_argument("--ivfpq-min-n", type=int, default=1_000_000)
+    ap.add_argument("--restart-min-n", type=int, default=1_000_000)
+    ap.add_argument("--build-threads", type=int, default=2)
+    ap.add_argument("--search-threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--tmp", default=None, help="folder for the restart snapshot")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "index_scale.json")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes, args.dims, args.queries = "3000", "128,256", 100
+        args.latency_queries, args.latency_budget, args.peer_queries = 30, 0.5, 1
+        args.ivfpq_min_n = args.restart_min_n = 3000
+        args.ef_sweep, args.nprobe_sweep = "16,64", "8,32"
+    sizes = [int(s) for s in args.sizes.split(",")]
+    dims = [int(d) for d in args.dims.split(",")]
+    args.kinds = args.kinds.split(",")
+    args.ef_sweep = [int(v) for v in args.ef_sweep.split(",")]
+    args.nprobe_sweep = [int(v) for v in args.nprobe_sweep.split(",")]
+
+    real = None
+    if args.real and args.real.exists():
+        with np.load(args.real) as data:
+            real = np.asarray(data["embeddings"], dtype=np.float32)
+        print(f"real embeddings: {args.real} {real.shape}")
+    else:
+        print(f"no real embeddings at {args.real}: synthetic face model (see bench/README.md)")
+    print(f"faiss {faiss.__version__}, {os.cpu_count()} CPUs, build threads {args.build_threads}, "
+          f"search threads {args.search_threads}")
+
+    started = time.perf_counter()
+    cases = [run_case(n, d, real, args) for d in dims for n in sizes]
+    total = time.perf_counter() - started
+    print(f"\ntotal {total / 60:.1f} min")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "faiss": faiss.__version__},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "real_embeddings": str(args.real) if real is not None else None,
+        "total_s": total,
+        "cases": [asdict(c) for c in cases],
+    }
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""The ``faceid`` command line: one Typer app, verbs grouped by module."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.markup import escape
+
+from ..errors import FaceIDError
+from . import eval_cmds, gallery_cmds, models_cmds, pipeline_cmds  # noqa: F401  (register verbs)
+from .app import app, console, err_console
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except FaceIDError as exc:
+        err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}")
+        sys.exit(2)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here under standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+__all__ = ["app", "console", "main"]

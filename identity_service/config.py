@@ -1,0 +1,63 @@
+"""Settings, read from the environment with the ``FACEID_`` prefix (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEID_", env_file=".env", extra="ignore")
+
+    # Where labelled data and model files live; never copied into the project.
+    shared_dir: Path = Field(default=_PROJECT_ROOT.parent / "shared")
+    # The model cache. Empty means ``<shared_dir>/models``, the cache this world provides.
+    model_dir: Path | None = None
+    # Where faceid keeps its own state (SQLite file, index snapshots, embedding caches).
+    data_dir: Path = Field(default=Path.home() / ".faceid")
+    allow_download: bool = True
+
+    device: str = "cpu"  # "cpu" or "cuda" / "cuda:N"
+    detector: str = "dlib-hog+yunet"
+    embedder: str = "dlib-resnet-v1"
+    workers: int = Field(default=1, ge=1, description="processes used by batch embedding")
+
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    min_face_size: int = 20
+
+    database_url: str | None = None  # default: sqlite file under data_dir
+    broker_url: str | None = None  # default: Celery tasks run in-process (eager)
+    index_kind: Literal["auto", "flat", "ivf", "hnsw", "ivfpq"] = "auto"
+    index_gpu: bool = False
+    # How stale a query node may be: it polls the index_log at most this often (seconds).
+    index_poll_interval: float = 0.05
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir if self.model_dir is not None else self.shared_dir / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'faceid.sqlite3'}"
+
+    @property
+    def lfw_dir(self) -> Path:
+        return self.shared_dir / "data" / "lfw"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

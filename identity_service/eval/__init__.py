@@ -1,0 +1,1 @@
+"""Evaluation on labelled data: LFW verification protocol and shared metrics."""

@@ -1,0 +1,373 @@
+"""The faiss structures behind a GalleryIndex, one class per kind.
+
+Every backend scores by inner product over L2-normalised float32 vectors (= cosine similarity)
+and labels results with int64 face ids. None is thread-safe on its own: GalleryIndex serialises
+writers and keeps readers out while a backend changes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, fields
+from typing import Any
+
+import faiss
+import numpy as np
+
+from .errors import GalleryIndexError, GpuUnavailableError
+
+KINDS = ("flat", "ivf", "hnsw", "ivfpq")
+_EMPTY_IDS = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """Tuning knobs; the defaults are argued in bench/README.md ("Gallery index")."""
+
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
+    ivf_nlist: int = 0  # 0: ~4*sqrt(n), chosen when training
+    ivf_nprobe: int = 0  # 0: derived from nlist
+    pq_m: int = 0  # 0: dim // 4 sub-quantisers of pq_nbits each
+    pq_nbits: int = 8
+    # IVF kinds stay an exact flat index until there is enough data to train k-means on.
+    ivf_min_train: int = 2_000
+    ivfpq_min_train: int = 10_000
+    # Retrain an IVF index once the gallery outgrows its training size by this factor.
+    ivf_regrow_factor: float = 4.0
+    # "auto" stays exact while one query scans at most this many floats (n * dim).
+    auto_flat_max_cells: int = 100_000 * 128
+    auto_gpu_ivf_min: int = 5_000_000
+    # HNSW cannot delete in place: rebuild once this fraction of stored vectors are tombstones.
+    tombstone_fraction: float = 0.2
+    add_chunk: int = 16_384
+    seed: int = 1234
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> IndexParams:
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(kwargs) - set(known))
+        if unknown:
+            raise GalleryIndexError(
+                f"unknown index parameter(s) {unknown}; known: {sorted(known)}", unknown=unknown
+            )
+        for name, value in kwargs.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise GalleryIndexError(
+                    f"index parameter {name} must be a number >= 0, got {value!r}"
+                )
+        return cls(**kwargs)
+
+
+def default_nlist(n: int) -> int:
+    # ~4*sqrt(n) lists, but at least 39 training points per centroid (faiss' own floor).
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def default_nprobe(nlist: int) -> int:
+    # Recall first: ~3*sqrt(nlist) lists (128 -> 34, 4000 -> 189); bench/index_scale.py sweeps it.
+    return min(nlist, max(16, int(3 * math.sqrt(nlist))))
+
+
+def default_pq_m(dim: int) -> int:
+    m = max(1, dim // 4)
+    while dim % m:
+        m -= 1
+    return m
+
+
+class Backend:
+    kind: str
+    index: Any  # the faiss index that gets serialised
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.index.remove_ids(ids)
+
+    def search(
+        self, queries: np.ndarray, k: int, ef_search: int | None, nprobe: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(queries, k)
+
+    def live_ids(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def extract(self) -> tuple[np.ndarray, np.ndarray]:
+        """All live (ids, vectors), for a rebuild into another kind."""
+        raise NotImplementedError
+
+    @property
+    def stored(self) -> int:
+        return int(self.index.ntotal)
+
+    def tombstones(self) -> np.ndarray:
+        return _EMPTY_IDS
+
+    def needs_compaction(self, fraction: float) -> bool:
+        return False
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+    def gpu_source(self) -> tuple[Any, np.ndarray | None]:
+        """(cpu index to clone onto a GPU, row->id map or None when the index carries ids)."""
+        raise GalleryIndexError(f"the {self.kind} index has no faiss GPU implementation")
+
+
+class FlatBackend(Backend):
+    """Exact search: IndexFlatIP wrapped in IndexIDMap2 (which can also reconstruct)."""
+
+    kind = "flat"
+
+    def __init__(self, dim: int, index: Any = None) -> None:
+        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    def live_ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+
+    def extract(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.stored
+        vectors = self.index.index.reconstruct_n(0, n) if n else np.empty((0, self.index.d))
+        return self.live_ids(), np.asarray(vectors, dtype=np.float32)
+
+    def gpu_source(self) -> tuple[Any, np.ndarray | None]:
+        return self.index.index, self.live_ids()
+
+
+class HNSWBackend(Backend):
+    """IndexHNSWFlat (inner product) in IndexIDMap2. Removal leaves a tombstone that every
+    search filters through an IDSelector, so results stay k live ids; compaction rebuilds."""
+
+    kind = "hnsw"
+
+    def __init__(
+        self, dim: int, params: IndexParams, index: Any = None, tombstones: np.ndarray = _EMPTY_IDS
+    ) -> None:
+        if index is None:
+            inner = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = params.hnsw_ef_construction
+            index = faiss.IndexIDMap2(inner)
+        self.index = index
+        self.ef_search = params.hnsw_ef_search
+        self._dead: set[int] = {int(t) for t in tombstones}
+        self._selector: tuple[Any, Any] | None = None
+        self._refresh_selector()
+
+    def _refresh_selector(self) -> None:
+        if not self._dead:
+            self._selector = None
+            return
+        batch = faiss.IDSelectorBatch(self.tombstones())
+        # IDSelectorNot holds a raw pointer to ``batch``: keep both alive together.
+        self._selector = (faiss.IDSelectorNot(batch), batch)
+
+    def has_tombstone(self, ids: np.ndarray) -> bool:
+        return not self._dead.isdisjoint(ids.tolist())
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if self.has_tombstone(ids):
+            raise GalleryIndexError("re-adding a removed id to HNSW needs a compaction first")
+        self.index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> None:
+        self._dead.update(ids.tolist())
+        self._refresh_selector()
+
+    def search(
+        self, queries: np.ndarray, k: int, ef_search: int | None, nprobe: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # A fresh parameter object per call: IndexIDMap2 temporarily rewrites its selector.
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(ef_search or self.ef_search, k)
+        if self._selector is not None:
+            params.sel = self._selector[0]
+        return self.index.search(queries, k, params=params)
+
+    def _all_ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+
+    def live_ids(self) -> np.ndarray:
+        ids = self._all_ids()
+        return ids[~np.isin(ids, self.tombstones())] if self._dead else ids
+
+    def extract(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = self._all_ids()
+        n = len(ids)
+        vectors = self.index.index.reconstruct_n(0, n) if n else np.empty((0, self.index.d))
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self._dead:
+            keep = ~np.isin(ids, self.tombstones())
+            ids, vectors = ids[keep], vectors[keep]
+        return ids, vectors
+
+    def tombstones(self) -> np.ndarray:
+        return np.fromiter(sorted(self._dead), dtype=np.int64, count=len(self._dead))
+
+    def needs_compaction(self, fraction: float) -> bool:
+        return len(self._dead) > fraction * max(self.stored, 1)
+
+    def extra(self) -> dict[str, Any]:
+        return {"ef_search": self.ef_search}
+
+
+class IVFBackend(Backend):
+    """IndexIVFFlat or IndexIVFPQ (inner product) with ids stored in the inverted lists."""
+
+    def __init__(self, kind: str, index: Any, trained_n: int, nprobe: int) -> None:
+        self.kind = kind
+        self.index = index
+        self.trained_n = trained_n
+        self.nprobe = nprobe
+
+    @classmethod
+    def trained(cls, kind: str, dim: int, params: IndexParams, vectors: np.ndarray) -> IVFBackend:
+        n = len(vectors)
+        nlist = min(params.ivf_nlist or default_nlist(n), max(1, n))
+        quantizer = faiss.IndexFlatIP(dim)
+        if kind == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            sample_size = 64 * nlist
+        else:
+            m = params.pq_m or default_pq_m(dim)
+            if dim % m:
+                raise GalleryIndexError(f"pq_m={m} must divide the dimension {dim}")
+            index = faiss.IndexIVFPQ(
+                quantizer, dim, nlist, m, params.pq_nbits, faiss.METRIC_INNER_PRODUCT
+            )
+            # Each PQ sub-quantiser fits 2**nbits centroids: it needs more data than the lists.
+            sample_size = max(64 * nlist, 64 * (1 << params.pq_nbits))
+        index.cp.spherical = True  # centroids on the sphere suit inner-product search
+        rng = np.random.default_rng(params.seed)
+        if n > sample_size:
+            sample = vectors[np.sort(rng.choice(n, size=sample_size, replace=False))]
+        else:
+            sample = vectors
+        index.train(np.ascontiguousarray(sample))
+        nprobe = min(params.ivf_nprobe or default_nprobe(nlist), nlist)
+        return cls(kind, index, trained_n=n, nprobe=nprobe)
+
+    def search(
+        self, queries: np.ndarray, k: int, ef_search: int | None, nprobe: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = min(nprobe or self.nprobe, self.index.nlist)
+        return self.index.search(queries, k, params=params)
+
+    def _lists(self) -> list[tuple[int, int]]:
+        inv = self.index.invlists
+        return [(i, inv.list_size(i)) for i in range(self.index.nlist) if inv.list_size(i)]
+
+    def live_ids(self) -> np.ndarray:
+        inv = self.index.invlists
+        parts = [faiss.rev_swig_ptr(inv.get_ids(i), size).copy() for i, size in self._lists()]
+        return np.concatenate(parts).astype(np.int64) if parts else _EMPTY_IDS
+
+    def extract(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.kind != "ivf":
+            raise GalleryIndexError(
+                "an IVF-PQ index only holds compressed codes; rebuild it from the original "
+                "vectors (GalleryIndex.rebuild)"
+            )
+        inv, dim = self.index.invlists, self.index.d
+        ids, vecs = [], []
+        for i, size in self._lists():
+            ids.append(faiss.rev_swig_ptr(inv.get_ids(i), size).copy())
+            codes = faiss.rev_swig_ptr(inv.get_codes(i), size * inv.code_size).copy()
+            vecs.append(codes.view(np.float32).reshape(size, dim))
+        if not ids:
+            return _EMPTY_IDS, np.empty((0, dim), dtype=np.float32)
+        return np.concatenate(ids).astype(np.int64), np.concatenate(vecs)
+
+    def outgrown(self, n: int, factor: float) -> bool:
+        return n > factor * max(self.trained_n, 1)
+
+    def extra(self) -> dict[str, Any]:
+        return {"trained_n": self.trained_n, "nprobe": self.nprobe, "nlist": self.index.nlist}
+
+    def gpu_source(self) -> tuple[Any, np.ndarray | None]:
+        return self.index, None
+
+
+def build_backend(
+    kind: str, dim: int, params: IndexParams, ids: np.ndarray, vectors: np.ndarray
+) -> Backend:
+    """A new backend of ``kind`` holding exactly (ids, vectors); trains IVF kinds on them."""
+    backend: Backend
+    if kind == "flat":
+        backend = FlatBackend(dim)
+    elif kind == "hnsw":
+        backend = HNSWBackend(dim, params)
+    elif kind in ("ivf", "ivfpq"):
+        backend = IVFBackend.trained(kind, dim, params, vectors)
+    else:
+        raise GalleryIndexError(f"unknown index kind {kind!r}; expected one of {KINDS}")
+    if len(ids):
+        backend.add(ids, vectors)
+    return backend
+
+
+def restore_backend(
+    kind: str,
+    dim: int,
+    params: IndexParams,
+    index: Any,
+    extra: dict[str, Any],
+    tombstones: np.ndarray,
+) -> Backend:
+    """Wrap a deserialised faiss index back into its backend (snapshot loading)."""
+    if int(index.d) != dim:
+        raise GalleryIndexError(f"faiss index has dimension {index.d}, expected {dim}")
+    if kind == "flat":
+        return FlatBackend(dim, index)
+    if kind == "hnsw":
+        backend = HNSWBackend(dim, params, index, tombstones)
+        backend.ef_search = int(extra.get("ef_search", params.hnsw_ef_search))
+        return backend
+    if kind in ("ivf", "ivfpq"):
+        # deserialize_index already returns the concrete class, and owns it: use it as is.
+        nprobe = int(extra.get("nprobe") or default_nprobe(index.nlist))
+        return IVFBackend(kind, index, int(extra.get("trained_n", index.ntotal)), nprobe)
+    raise GalleryIndexError(f"unknown index kind {kind!r}")
+
+
+class GpuMirror:
+    """A GPU copy of a CPU backend, re-cloned lazily after the CPU index changes.
+
+    The CPU index stays the truth (GPU faiss cannot remove from a flat index); cloning a
+    1M x 512 gallery costs ~2 GB of transfer, cheap next to a read-heavy query load.
+    """
+
+    def __init__(self, device: int = 0) -> None:
+        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+            raise GpuUnavailableError(
+                "index_gpu is set but this faiss build has no GPU support or sees no GPU; "
+                "install faiss-gpu (the 'gpu' extra) on a CUDA host or set FACEID_INDEX_GPU=false"
+            )
+        self._device = device
+        self._resources = faiss.StandardGpuResources()
+        self._lock = threading.Lock()  # GPU resources must not be used by two threads at once
+        self._version = -1
+        self._index: Any = None
+        self._labels: np.ndarray | None = None
+
+    def search(
+        self, backend: Backend, version: int, queries: np.ndarray, k: int, nprobe: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if k > 2048:
+            raise GalleryIndexError("faiss GPU search supports k <= 2048")
+        with self._lock:
+            if self._version != version:
+                source, labels = backend.gpu_source()
+                self._index = faiss.index_cpu_to_gpu(self._resources, self._device, source)
+                self._labels, self._version = labels, version
+            if isinstance(backend, IVFBackend):
+                self._index.nprobe = min(nprobe or backend.nprobe, backend.index.nlist)
+            sims, rows = self._index.search(queries, k)
+            labels = self._labels
+        if labels is None:
+            return sims, rows
+        return sims, np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)

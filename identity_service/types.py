@@ -1,0 +1,101 @@
+"""The value objects every layer passes around: a box, a detection, a face, a verification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Canonical landmark order (image coordinates, as the ArcFace template uses it):
+# image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner.
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class Box:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x1 + self.x2) / 2, (self.y1 + self.y2) / 2)
+
+    def to_list(self) -> list[float]:
+        return [round(self.x1, 2), round(self.y1, 2), round(self.x2, 2), round(self.y2, 2)]
+
+
+@dataclass
+class Detection:
+    """One face found by a detector."""
+
+    box: Box
+    landmarks: np.ndarray  # (5, 2) float32 in LANDMARK_NAMES order
+    score: float
+    detector: str
+    # dlib's own 5-point shape (4 eye corners + nose base), which the dlib ResNet's
+    # face chip is defined on. Filled by the dlib detector, computed lazily otherwise.
+    dlib_shape: np.ndarray | None = None
+
+
+@dataclass
+class Face:
+    """A detected face with its embedding. ``index`` is its rank in the image's face order."""
+
+    index: int
+    box: Box
+    landmarks: np.ndarray
+    score: float
+    embedding: np.ndarray  # (dim,) float32, L2-normalised
+    model: str  # "name@version" of the embedder
+    detector: str
+
+    def to_dict(self, with_embedding: bool = True) -> dict[str, object]:
+        out: dict[str, object] = {
+            "index": self.index,
+            "box": self.box.to_list(),
+            "landmarks": np.round(self.landmarks, 2).tolist(),
+            "score": round(float(self.score), 4),
+            "model": self.model,
+            "detector": self.detector,
+        }
+        if with_embedding:
+            out["embedding"] = [float(v) for v in self.embedding]
+        return out
+
+
+@dataclass
+class Verification:
+    verified: bool
+    distance: float  # cosine distance, 1 - cosine similarity
+    threshold: float
+    model: str
+    similarity: float
+    faces: tuple[Face, Face]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    threshold_source: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "verified": self.verified,
+            "distance": round(self.distance, 6),
+            "similarity": round(self.similarity, 6),
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "model": self.model,
+            "faces": [f.to_dict(with_embedding=False) for f in self.faces],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up, start the local services the integration tests need if they are down, then run ruff
+# and the whole test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev
+bash scripts/services.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest -q "$@"
