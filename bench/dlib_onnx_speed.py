@@ -1,0 +1,150 @@
+"""dlib's face ResNet: dlib's own CPU forward pass vs the same network through onnxruntime.
+
+    .venv/bin/python bench/dlib_onnx_speed.py               # 64 real LFW chips, best of 3
+    .venv/bin/python bench/dlib_onnx_speed.py --faces 32 --repeats 1    # quicker
+
+Every backend embeds the same real 150x150 dlib face chips (dlib HOG + 5-point chip from the
+first image of LFW people). dlib runs ``compute_face_descriptor`` on the whole list; the ONNX
+embedder runs batches of ``--batch`` with 1 and 2 intra-op threads, without and with the
+mirror-image test-time augmentation (``flip``). Times are the best of ``--repeats`` runs after
+a warm-up, so other load on a shared machine inflates them less. Also checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from identity_service import FacePipeline
+from identity_service.config import get_settings
+from identity_service.embed.dlib_onnx import DAT_FILENAME, DlibResNetOnnxEmbedder
+from identity_service.models import get_model, resolve_file
+
+
+def real_chips(count: int) -> list[np.ndarray]:
+    images = get_settings().lfw_dir / "images"
+    pipeline = FacePipeline(detector="dlib-hog", embedder="dlib-resnet-v1")
+    chips: list[np.ndarray] = []
+    for person in sorted(os.listdir(images)):
+        faces = pipeline.extract_faces(images / person / f"{person}_0001.jpg", max_faces=1)
+        if faces:
+            chips.append(faces[0].crop)
+        if len(chips) == count:
+            return chips
+    raise SystemExit(f"only {len(chips)} faces found under {images}")
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: allocations, onnxruntime's first-run planning
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    import dlib
+    import onnxruntime as ort
+
+    chips = real_chips(args.faces)
+    n = len(chips)
+    spec = get_model("dlib-resnet-v1")
+    dat = resolve_file(next(f for f in spec.files if f.filename == DAT_FILENAME), get_settings())
+    net = dlib.face_recognition_model_v1(str(dat))
+
+    rows: list[dict[str, object]] = []
+    reference: np.ndarray | None = None
+
+    def dlib_run() -> None:
+        nonlocal reference
+        out = net.compute_face_descriptor(chips)
+        reference = np.array([np.asarray(v) for v in out], dtype=np.float32)
+
+    seconds = best_time(dlib_run, args.repeats)
+    dlib_rate = n / seconds
+    rows.append(
+        {
+            "backend": f"dlib {dlib.__version__} (BLAS: {dlib.DLIB_USE_BLAS})",
+            "threads": "-",
+            "batch": n,
+            "flip": False,
+            "faces_per_s": dlib_rate,
+        }
+    )
+
+    max_diff = 0.0
+    for threads in (1, 2):
+        for flip in (False, True):
+            emb = DlibResNetOnnxEmbedder(flip=flip, threads=threads, device="cpu")
+
+            def onnx_run(emb=emb) -> np.ndarray:
+                return np.concatenate(
+                    [emb._forward(chips[i : i + args.batch]) for i in range(0, n, args.batch)]
+                )
+
+            seconds = best_time(onnx_run, args.repeats)
+            if not flip:
+                max_diff = max(max_diff, float(np.abs(onnx_run() - reference).max()))
+            rows.append(
+                {
+                    "backend": f"onnxruntime {ort.__version__}",
+                    "threads": threads,
+                    "batch": args.batch,
+                    "flip": flip,
+                    "faces_per_s": n / seconds,
+                }
+            )
+    emb = DlibResNetOnnxEmbedder(threads=2, device="cpu")
+    seconds = best_time(lambda: [emb._forward([c]) for c in chips], args.repeats)
+    rows.append(
+        {
+            "backend": f"onnxruntime {ort.__version__}",
+            "threads": 2,
+            "batch": 1,
+            "flip": False,
+            "faces_per_s": n / seconds,
+        }
+    )
+
+    print(
+        f"{n} real 150x150 chips, {os.cpu_count()} CPUs ({platform.processor() or '?'}), "
+        f"best of {args.repeats}"
+    )
+    print(
+        f"{'backend':34} {'threads':>7} {'batch':>5} {'flip':>5} {'faces/s':>9} "
+        f"{'ms/face':>8} {'vs dlib':>8}"
+    )
+    for row in rows:
+        rate = float(row["faces_per_s"])  # type: ignore[arg-type]
+        row["ms_per_face"] = 1000 / rate
+        row["vs_dlib"] = rate / dlib_rate
+        print(
+            f"{row['backend']:34} {row['threads']!s:>7} {row['batch']!s:>5} "
+            f"{row['flip']!s:>5} {rate:9.1f} {1000 / rate:8.2f} {rate / dlib_rate:7.1f}x"
+        )
+    print(f"max |onnx - dlib| over {n} faces x 128: {max_diff:.2e}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"faces": n, "rows": rows, "max_abs_diff": max_diff}, indent=2)
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""FaceService on the embedded default (SQLite file + in-process FAISS), with real faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from identity_service import FaceService, Settings
+from identity_service.errors import (
+    DuplicateError,
+    ModelMismatchError,
+    NoFaceError,
+    UnknownCollectionError,
+    UnknownIdentityError,
+)
+from identity_service.service import import_folder
+
+PEOPLE = {
+    "Abdullah_Gul": [1, 2, 3, 4],
+    "Adam_Sandler": [1, 2, 3],
+    "Akhmed_Zakayev": [1, 2],
+    "Abel_Pacheco": [1, 2, 3],
+}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    return Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=1)
+
+
+@pytest.fixture(scope="module")
+def service(settings, lfw_image):
+    svc = FaceService(settings)
+    svc.create_collection("people")
+    for person, numbers in PEOPLE.items():
+        gallery = [lfw_image(person, n) for n in numbers[:-1]]  # last photo kept as the probe
+        svc.enroll("people", person, gallery, name=person.replace("_", " "))
+    yield svc
+    svc.close()
+
+
+def test_find_ranks_the_right_person_first(service, lfw_image):
+    for person, numbers in PEOPLE.items():
+        matches = service.find("people", lfw_image(person, numbers[-1]), k=3)
+        assert matches[0].external_id == person and matches[0].accepted
+        assert matches[0].name == person.replace("_", " ")
+        assert [m.rank for m in matches] == list(range(len(matches)))
+        assert all(a.similarity >= b.similarity for a, b in zip(matches, matches[1:]))
+        assert not any(m.accepted for m in matches[1:])
+        assert matches[0].distance == pytest.approx(1 - matches[0].similarity)
+
+
+def test_stranger_is_unknown(service, lfw_image):
+    matches = service.find("people", lfw_image("Aaron_Peirsol", 1), k=2)
+    assert matches and not matches[0].accepted
+
+
+def test_find_batch_and_embedding_probe_and_mean_aggregation(service, lfw_image):
+    probes = [lfw_image("Adam_Sandler", 3), lfw_image("Abdullah_Gul", 4)]
+    batch = service.find_batch("people", probes, k=2)
+    assert [b[0].external_id for b in batch] == ["Adam_Sandler", "Abdullah_Gul"]
+    embedding = service.pipeline().represent(probes[0])[0].embedding
+    by_vector = service.find("people", embedding, k=2)
+    assert by_vector[0].external_id == "Adam_Sandler"
+    assert by_vector[0].similarity == pytest.approx(batch[0][0].similarity, abs=1e-5)
+    mean = service.find("people", probes[1], k=1, aggregate="mean", top_m=3)
+    assert mean[0].external_id == "Abdullah_Gul"
+    assert mean[0].similarity <= batch[1][0].similarity + 1e-6
+
+
+def test_reenrolling_the_same_photo_adds_nothing(service, lfw_image):
+    again = service.enroll("people", "Akhmed_Zakayev", [lfw_image("Akhmed_Zakayev", 1)])
+    assert again.face_ids == [] and again.duplicates == 1
+    as_bytes = service.enroll(
+        "people", "Akhmed_Zakayev", [lfw_image("Akhmed_Zakayev", 1).read_bytes()]
+    )
+    assert as_bytes.face_ids == [] and as_bytes.duplicates == 1
+
+
+def test_bad_images_are_reported_and_the_rest_enrolled(service, lfw_image):
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    result = service.enroll(
+        "people", "New_Person", [b"garbage", blank, lfw_image("Aaron_Sorkin", 1)]
+    )
+    assert len(result.face_ids) == 1
+    assert sorted(f.code for f in result.failures) == ["no_face", "undecodable_image"]
+    service.delete_identity("people", "New_Person")
+
+
+def test_wrong_model_and_unknown_names(service, lfw_image):
+    with pytest.raises(ModelMismatchError, match="128"):
+        service.find("people", np.ones(512, np.float32))
+    with pytest.raises(UnknownCollectionError):
+        service.find("nobody-here", lfw_image("Adam_Sandler", 1))
+    with pytest.raises(UnknownIdentityError):
+        service.delete_identity("people", "Not_Enrolled")
+    with pytest.raises(DuplicateError):
+        service.create_collection("people")
+    with pytest.raises(NoFaceError):
+        service.find("people", np.full((120, 120, 3), 50, np.uint8))
+
+
+def test_many_faces_policy(service, lfw_image):
+    from identity_service.imaging import load_image
+
+    pair = np.concatenate(
+        [load_image(lfw_image("Aaron_Sorkin", 2)), load_image(lfw_image("Aaron_Peirsol", 2))],
+        axis=1,
+    )
+    refused = service.enroll("people", "Pair", [pair], many_faces="error")
+    assert refused.face_ids == [] and refused.failures[0].code == "many_faces"
+    taken = service.enroll("people", "Pair", [pair])
+    assert len(taken.face_ids) == 1 and taken.multi_face_images == 1
+    service.delete_identity("people", "Pair")
+
+
+def test_delete_is_total_and_survives_a_restart(settings, lfw_image):
+    svc = FaceService(settings)
+    svc.create_collection("gone")
+    svc.enroll("gone", "Adam_Sandler", [lfw_image("Adam_Sandler", 1)])
+    svc.enroll("gone", "Abel_Pacheco", [lfw_image("Abel_Pacheco", 1)])
+    probe = lfw_image("Adam_Sandler", 2)
+    assert svc.find("gone", probe, k=1)[0].external_id == "Adam_Sandler"
+    svc.snapshot("gone")  # the snapshot still holds Adam Sandler
+    assert svc.delete_identity("gone", "Adam_Sandler") == 1
+    assert all(m.external_id != "Adam_Sandler" for m in svc.find("gone", probe, k=5))
+    svc.close()
+    restarted = FaceService(settings)  # loads the old snapshot, replays the removal
+    assert all(m.external_id != "Adam_Sandler" for m in restarted.find("gone", probe, k=5))
+    follower = restarted.galleries.follower(restarted.collection("gone"))
+    assert len(follower) == 1
+    restarted.close()
+
+
+def test_folder_import_is_idempotent(settings, lfw_dir, tmp_path):
+    root = tmp_path / "faces"
+    for person in ("Adam_Sandler", "Abel_Pacheco"):
+        (root / person).mkdir(parents=True)
+        for src in sorted((lfw_dir / "images" / person).glob("*.jpg"))[:2]:
+            (root / person / src.name).symlink_to(src)
+    (root / "Adam_Sandler" / "notes.txt").write_text("not an image, ignored by suffix")
+    (root / "Abel_Pacheco" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    svc = FaceService(settings)
+    coll = svc.create_collection("folder")
+    first = import_folder(svc, coll, root)
+    assert first.images == 5 and first.faces_added == 4 and first.identities == 2
+    assert [f.code for f in first.failures] == ["undecodable_image"]
+    second = import_folder(svc, coll, root)
+    assert second.faces_added == 0 and second.duplicates == 4
+    assert svc.repo.counts(coll.id).faces == 4
+    svc.close()
