@@ -7,7 +7,13 @@ import sys
 from rich.markup import escape
 
 from ..errors import FaceIDError
-from . import eval_cmds, gallery_cmds, models_cmds, pipeline_cmds  # noqa: F401  (register verbs)
+from . import (  # noqa: F401  (register verbs)
+    eval_cmds,
+    gallery_cmds,
+    models_cmds,
+    pipeline_cmds,
+    worker_cmds,
+)
 from .app import app, console, err_console
 
 

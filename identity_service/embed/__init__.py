@@ -8,14 +8,29 @@ from ..config import Settings, get_settings
 from ..errors import UnknownModelError
 from ..models import MODELS, get_model, resolve_file
 from .base import Embedder, l2_normalise
+from .tta import TTA_PREFIX
+
+
+def _views(name: str) -> int:
+    suffix = name.removeprefix(TTA_PREFIX)
+    if not suffix.isdigit() or int(suffix) < 2:
+        raise UnknownModelError(
+            f"unknown embedder {name!r}: {TTA_PREFIX}N takes N >= 2 views", model=name
+        )
+    return int(suffix)
 
 
 def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
     settings = settings or get_settings()
-    if name == "dlib-resnet-v1":
+    if name == "dlib-resnet-v1" and settings.dlib_runtime == "dlib":
         from .dlib_resnet import DlibResNetEmbedder
 
         return DlibResNetEmbedder(settings)
+    if name == "dlib-resnet-v1" or name.startswith(TTA_PREFIX):
+        from .dlib_onnx import DlibResNetOnnxEmbedder
+
+        views = 1 if name == "dlib-resnet-v1" else _views(name)
+        return DlibResNetOnnxEmbedder(settings, views=views)
     from .onnx_arcface import OnnxArcFaceEmbedder
 
     if name.endswith(".onnx"):

@@ -10,26 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DuplicateError, NotFoundError
-from ._base import StoreBase
+from .job_parts import FINISHED_STATUSES, PART_SUFFIX, JobPartsMixin, _to_job
 from .models import ApiKey, Calibration, Job, utcnow
 from .records import ApiKeyRecord, CalibrationRecord, JobRecord, aware
-
-FINISHED_STATUSES = frozenset({"done", "failed", "cancelled"})
-
-
-def _to_job(j: Job) -> JobRecord:
-    return JobRecord(
-        id=j.id,
-        kind=j.kind,
-        status=j.status,
-        progress=j.progress,
-        counts=dict(j.counts or {}),
-        errors=list(j.errors or []),
-        params=dict(j.params or {}),
-        created=aware(j.created),  # type: ignore[arg-type]
-        started=aware(j.started),
-        finished=aware(j.finished),
-    )
 
 
 def _to_calibration(c: Calibration) -> CalibrationRecord:
@@ -59,7 +42,7 @@ def _to_key(k: ApiKey) -> ApiKeyRecord:
     )
 
 
-class AdminMixin(StoreBase):
+class AdminMixin(JobPartsMixin):
     # ---- jobs -------------------------------------------------------------------------
 
     def create_job(
@@ -115,11 +98,18 @@ class AdminMixin(StoreBase):
             return _to_job(row)
 
     def list_jobs(
-        self, kind: str | None = None, status: str | None = None, limit: int = 50
+        self,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        include_parts: bool = False,
     ) -> list[JobRecord]:
         stmt = select(Job).order_by(Job.created.desc(), Job.id).limit(limit)
         if kind is not None:
             stmt = stmt.where(Job.kind == kind)
+        elif not include_parts:
+            stmt = stmt.where(Job.kind.not_like(f"%{PART_SUFFIX}"))
         if status is not None:
             stmt = stmt.where(Job.status == status)
         with self._tx() as s:

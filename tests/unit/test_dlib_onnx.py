@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from identity_service.config import get_settings
-from identity_service.embed.dlib_onnx import (
+from identity_service.embed.dlib_convert import (
     DAT_FILENAME,
     INPUT_NAME,
     OUTPUT_NAME,
-    DlibResNetOnnxEmbedder,
     convert_dlib_resnet,
     ensure_onnx,
 )
+from identity_service.embed.dlib_onnx import DlibResNetOnnxEmbedder
 from identity_service.errors import ModelError
 from identity_service.models import get_model, resolve_file
 
@@ -155,7 +155,7 @@ def cache_settings(tmp_path_factory):
 
 def test_embedder_matches_dlib_embedder(cache_settings, chips, dlib_descriptors):
     emb = DlibResNetOnnxEmbedder(cache_settings)
-    assert emb.tag == "dlib-resnet-v1-onnx@1" and emb.dim == 128
+    assert emb.tag == "dlib-resnet-v1@1" and emb.dim == 128  # the same model, faster
     assert emb.onnx_path == cache_settings.cache_dir / "models" / (
         "dlib_face_recognition_resnet_model_v1.onnx"
     )
@@ -176,16 +176,42 @@ def test_embedder_crop_is_dlibs_chip(cache_settings, pipeline, lfw_image):
     assert emb.crop(image, det).shape == (150, 150, 3)
 
 
-def test_flip_averages_a_chip_and_its_mirror(cache_settings, chips):
+def test_views_average_fixed_perturbations_of_the_chip(cache_settings, chips):
+    from identity_service.embed.tta import jitter_views, render
+
     plain = DlibResNetOnnxEmbedder(cache_settings)
-    flip = DlibResNetOnnxEmbedder(cache_settings, flip=True)
-    assert flip.tag == "dlib-resnet-v1-onnx@1-flip"  # other embeddings: never mixed in an index
+    flip = DlibResNetOnnxEmbedder(cache_settings, views=2)
+    tta = DlibResNetOnnxEmbedder(cache_settings, views=6)
+    # other embeddings: never mixed in an index, calibrated apart
+    assert plain.tag == "dlib-resnet-v1@1"
+    assert flip.tag == "dlib-resnet-v1-tta2@1" and tta.tag == "dlib-resnet-v1-tta6@1"
     raw = plain._forward(chips[:3])
     mirrored = plain._forward([c[:, ::-1] for c in chips[:3]])
-    assert np.allclose(flip._forward(chips[:3]), (raw + mirrored) / 2, atol=1e-6)
+    assert np.allclose(flip._forward(chips[:3]), (raw + mirrored) / 2, atol=1e-5)
     # a mirrored face gets the same flip embedding
     a = flip.embed_crops(chips[:3])
     b = flip.embed_crops([c[:, ::-1] for c in chips[:3]])
     assert np.allclose(a, b, atol=1e-5)
+    # the views are fixed: the same face always gets the same embedding
+    views = jitter_views(6)
+    assert views == jitter_views(6) and views[:2] == jitter_views(2)
+    by_hand = np.mean([plain._forward([render(chips[0], v)])[0] for v in views], axis=0)
+    assert np.allclose(tta._forward(chips[:1])[0], by_hand, atol=1e-5)
+    assert np.allclose(tta.embed_crops(chips[:2]), tta.embed_crops(chips[:2]), atol=0)
+    # small perturbations: every view still looks like the same face
+    for v in views:
+        assert (
+            float(plain.embed_crops([render(chips[0], v)])[0] @ plain.embed_crops(chips[:1])[0])
+            > 0.95
+        )
     with pytest.raises(ValueError, match="150x150"):
         plain.embed_crops([np.zeros((112, 112, 3), np.uint8)])
+
+
+def test_cuda_without_a_gpu_build_is_a_model_error(cache_settings):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.fail("this test is for a CPU-only onnxruntime; run the GPU checks instead")
+    with pytest.raises(ModelError, match="gpu"):
+        DlibResNetOnnxEmbedder(cache_settings, device="cuda")

@@ -1,0 +1,88 @@
+"""Celery tasks. Each takes one job (or job part) id; the job row holds the rest.
+
+All tasks acknowledge late and are rejected back to the queue when their worker dies, so a
+killed worker's task runs again elsewhere; every task is idempotent. Transient errors (database
+or broker unreachable) are retried with exponential backoff, a bounded number of times; a task
+that still fails marks its job failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from celery import Task
+
+from identity_service.errors import FaceIDError
+from identity_service.jobs import admin, enroll
+from identity_service.jobs.dispatch import (
+    ENROLL_PART_TASK,
+    FINISH_MIGRATION_TASK,
+    PURGE_TASK,
+    REINDEX_TASK,
+)
+from identity_service.jobs.settings import JobSettings
+
+from . import runtime
+from .app import app
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class JobTask(Task):
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = TRANSIENT_ERRORS
+    max_retries = JobSettings().task_max_retries
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        job_id = args[0] if args else kwargs.get("job_id")
+        error = (
+            exc.to_dict()
+            if isinstance(exc, FaceIDError)
+            else {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:1000]}
+        )
+        error["task"] = self.name
+        try:
+            repo = runtime.service().repo
+            repo.fail_job(job_id, error)
+            if "." in job_id:  # a part: its job fails with it
+                repo.fail_job(job_id.rsplit(".", 1)[0], {**error, "part": job_id})
+        except Exception as inner:  # the watchdog will send the task again
+            log.error("could not record the failure of job %s: %s", job_id, inner)
+
+
+@app.task(base=JobTask, name=ENROLL_PART_TASK)
+def enroll_part(part_id: str) -> dict[str, Any]:
+    return enroll.run_enroll_part(runtime.service(), part_id, runtime.dispatcher()).to_dict()
+
+
+@app.task(base=JobTask, name=REINDEX_TASK)
+def reindex(job_id: str) -> dict[str, Any]:
+    return admin.run_reindex(runtime.service(), job_id).__dict__
+
+
+@app.task(base=JobTask, name=PURGE_TASK)
+def purge(job_id: str) -> dict[str, Any]:
+    return admin.run_purge(runtime.service(), job_id).__dict__
+
+
+@app.task(base=JobTask, name=FINISH_MIGRATION_TASK)
+def finish_migration(job_id: str) -> dict[str, Any]:
+    return admin.run_finish_migration(runtime.service(), job_id).__dict__
