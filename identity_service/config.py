@@ -25,7 +25,7 @@ class Settings(BaseSettings):
 
     device: str = "cpu"  # "cpu" or "cuda" / "cuda:N"
     detector: str = "dlib-hog+yunet"
-    embedder: str = "dlib-resnet-v1"
+    embedder: str = "dlib-resnet-v1-tta8"
     # dlib-resnet-v1 runs through onnxruntime (converted from dlib's weights: same numbers,
     # ~20x less CPU) or through dlib itself.
     dlib_runtime: Literal["onnx", "dlib"] = "onnx"

@@ -157,6 +157,13 @@ def _from_pil(image: Image.Image, max_pixels: int) -> np.ndarray:
     # A broken EXIF block must not lose the image: keep the stored orientation then.
     with contextlib.suppress(OSError, SyntaxError, ValueError, TypeError):
         image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit and float greys: Pillow's convert() clips them to white, so scale by hand.
+        grey = np.asarray(image, dtype=np.float64)
+        top = grey.max(initial=0)
+        scale = 255.0 / (65535.0 if top > 255 else 255.0) if top > 1 else 255.0
+        grey = np.clip(grey * scale, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.stack([grey] * 3, axis=-1))
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))

@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (register verbs)
     gallery_cmds,
     models_cmds,
     pipeline_cmds,
+    serve_cmds,
     worker_cmds,
 )
 from .app import app, console, err_console

@@ -57,9 +57,16 @@ def enroll_command(
     model: str = typer.Option(None, help="embedder for a new collection"),
     limit: int = typer.Option(None, help="enroll at most this many images"),
     workers: int = typer.Option(None, help="embedding processes (default: FACEID_WORKERS)"),
+    job: bool = typer.Option(False, "--job", help="run as a job on the Celery workers"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="with --job: follow it"),
     json_out: bool = JsonOpt,
 ) -> None:
     """Enroll every person folder under FOLDER; re-running adds nothing twice."""
+    if job:
+        from .worker_cmds import enroll_as_job
+
+        enroll_as_job(folder, collection, model, 32, limit, wait, json_out)
+        return
     with FaceService(workers=workers) as service:
         coll = service.get_or_create_collection(collection, model)
         total = len(list_folder(folder, limit))

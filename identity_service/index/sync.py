@@ -181,7 +181,8 @@ class IndexFollower:
         with self._lock:
             # Catch the new index up with everything after its source snapshot, then swap.
             self._remove_known(fresh)
-            self._watermark = min(self._watermark, built_at)
+            started = self._index is not None
+            self._watermark = min(self._watermark, built_at) if started else built_at
             self._apply_locked(fresh)
             self._index = fresh
             return len(fresh)

@@ -60,6 +60,17 @@ def _frm(filename: str, sha256: str) -> ModelFile:
     )
 
 
+_DLIB_RESNET_FILES = (
+    _frm(
+        "dlib_face_recognition_resnet_model_v1.dat",
+        "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    ),
+    _frm(
+        "shape_predictor_5_face_landmarks.dat",
+        "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    ),
+)
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -102,22 +113,26 @@ MODELS: dict[str, ModelSpec] = {
             name="dlib-resnet-v1",
             version="1",
             kind="embedder",
-            files=(
-                _frm(
-                    "dlib_face_recognition_resnet_model_v1.dat",
-                    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-                ),
-                _frm(
-                    "shape_predictor_5_face_landmarks.dat",
-                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
-                ),
-            ),
-            licence="CC0 (dlib-models, Davis King)",
+            files=_DLIB_RESNET_FILES,
+            licence="CC0 (dlib-models, Davis King); run by onnxruntime after a local conversion",
             description="dlib ResNet-29 face descriptor, 150x150 face chip, 128-d",
             input_size=(150, 150),
             dim=128,
             # Produced by `faceid eval lfw` on the shared LFW folds 1-7 (see README).
-            default_threshold=0.0715,
+            default_threshold=0.0950,
+            threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+        ),
+        ModelSpec(
+            name="dlib-resnet-v1-tta8",
+            version="1",
+            kind="embedder",
+            files=_DLIB_RESNET_FILES,
+            licence="CC0 (dlib-models, Davis King); run by onnxruntime after a local conversion",
+            description="dlib ResNet-29, mean of 8 fixed views of the chip (itself, its mirror, "
+            "6 dlib-style jitters), 128-d",
+            input_size=(150, 150),
+            dim=128,
+            default_threshold=0.0809,
             threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
         ),
         ModelSpec(

@@ -328,6 +328,19 @@ class FaceService:
         self.repo.delete_face(coll.id, face_id)
         self.galleries.notify_changed(coll)
 
+    def delete_collection(
+        self, collection: str | CollectionRecord, tenant: str = "default"
+    ) -> None:
+        """Drop a collection with its identities, faces and log, and its loaded index."""
+        from ..index.snapshot import list_snapshots
+
+        coll = self._coll(collection, tenant)
+        self.repo.delete_collection(coll.id)
+        self.galleries.drop(coll.id)
+        # SQLite may hand the id to the next collection: its snapshots must not be loaded.
+        for path in list_snapshots(self.settings.data_dir / "index", f"collection-{coll.id}"):
+            path.unlink(missing_ok=True)
+
     # -- index admin -------------------------------------------------------------------------
     def snapshot(self, collection: str | CollectionRecord, tenant: str = "default") -> str:
         coll = self._coll(collection, tenant)

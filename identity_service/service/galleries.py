@@ -56,6 +56,11 @@ class Galleries:
         with self._lock:
             self._followers.pop(collection_id, None)
 
+    def sizes(self) -> dict[int, int]:
+        """Vectors in each loaded index, by collection id."""
+        with self._lock:
+            return {cid: len(f) for cid, f in self._followers.items()}
+
     def snapshot_all(self) -> None:
         for follower in list(self._followers.values()):
             follower.snapshot()

@@ -107,3 +107,12 @@ def test_missing_path_and_bad_base64_and_bad_types(tmp_path):
         load_image(np.zeros((0, 5, 3), np.uint8))
     with pytest.raises(ImageError, match="shape"):
         load_image(np.zeros((5, 5, 2), np.uint8))
+
+
+def test_sixteen_bit_grey_png_keeps_its_contrast():
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    out = load_image(buf.getvalue())
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert out[0, 0, 0] < 5 and out[-1, -1, 0] > 240  # a ramp, not clipped to white

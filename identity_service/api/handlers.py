@@ -1,0 +1,88 @@
+"""Every error leaves as ``{"error": {"code", "message", "details"?}}`` with a stable code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import FaceIDError
+from .errors import BY_STATUS, InternalError, ValidationError
+
+log = logging.getLogger("identity_service.api")
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    return str(value)[:200]
+
+
+def faceid_response(exc: FaceIDError) -> JSONResponse:
+    status = exc.http_status
+    headers = {"Retry-After": "1"} if status == 503 else None
+    if status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return JSONResponse(
+        error_body(exc.code, exc.message, _jsonable(exc.details)), status, headers=headers
+    )
+
+
+async def _faceid(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FaceIDError)
+    return faceid_response(exc)
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only location, message and type: the offending input may be binary or huge.
+    problems = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+    first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+    message = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+    return JSONResponse(
+        error_body(ValidationError.code, message, {"errors": problems}), ValidationError.http_status
+    )
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    cls = BY_STATUS.get(exc.status_code)
+    code = cls.code if cls is not None else f"http_{exc.status_code}"
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such route"
+    return JSONResponse(
+        error_body(code, message), exc.status_code, headers=getattr(exc, "headers", None)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        error_body(InternalError.code, "internal server error (logged)"), InternalError.http_status
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(FaceIDError, _faceid)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

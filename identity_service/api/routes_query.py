@@ -1,0 +1,201 @@
+"""Queries: find, verify, represent. Bodies are multipart (files) or JSON (base64).
+
+The endpoints are ``async`` only to read the body; the blocking work (decode, detection,
+embedding, search, database) runs in the threadpool.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import ConflictError
+from ..imaging import load_image
+from .auth import Principal, QueryScope
+from .deps import Runtime, collection_of, runtime
+from .errors import LimitExceededError, ValidationError
+from .inputs import image_body_openapi, read_image_request
+from .schemas import (
+    FindJSON,
+    FindOut,
+    FindParams,
+    RepresentJSON,
+    RepresentOut,
+    RepresentParams,
+    VerifyJSON,
+    VerifyOut,
+    VerifyParams,
+)
+
+router = APIRouter(tags=["queries"])
+Rt = Depends(runtime)
+_NUM = {"type": "number"}
+_STR = {"type": "string"}
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 2)
+
+
+def server_timing(timings: dict[str, float]) -> str:
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timings.items())
+
+
+def _decode(rt: Runtime, data: bytes) -> np.ndarray:
+    s = rt.settings
+    return load_image(data, max_bytes=s.max_image_bytes, max_pixels=s.max_image_pixels)
+
+
+def _required(image: bytes | None, field: str) -> bytes:
+    if image is None:
+        raise ValidationError(f"{field}: an image is required", field=field)
+    return image
+
+
+@router.post(
+    "/v1/collections/{collection}/find",
+    response_model=FindOut,
+    openapi_extra=image_body_openapi(
+        FindJSON,
+        {"image": "one"},
+        {"k": {"type": "integer", "default": 5}, "aggregate": _STR, "threshold": _NUM},
+    ),
+    responses={200: {"headers": {"Server-Timing": {"schema": _STR}}}},
+)
+async def find(
+    collection: str,
+    request: Request,
+    response: Response,
+    who: Principal = QueryScope,
+    rt: Runtime = Rt,
+) -> Any:
+    """Who is this? Identities ranked best first; ``matches[0].accepted`` is false when nobody
+    passes the collection's threshold (open set: unknown). The ``Server-Timing`` header splits
+    the server's time into decode, detect_embed, search and app (all of it)."""
+    req = await read_image_request(request, FindParams, FindJSON, ("image",), 1)
+    params = req.params
+    assert isinstance(params, FindParams)
+    if params.k > rt.settings.api_max_k:
+        raise LimitExceededError(
+            f"k is {params.k}; at most {rt.settings.api_max_k}", limit=rt.settings.api_max_k
+        )
+    image = _required(req.one("image"), "image")
+    out = await run_in_threadpool(_find, rt, who, collection, image, params)
+    response.headers["Server-Timing"] = server_timing(out["timings_ms"])
+    return out
+
+
+def _find(rt: Runtime, who: Principal, name: str, image: bytes, p: FindParams) -> dict[str, Any]:
+    service = rt.service
+    coll = collection_of(rt, who, name)
+    start = time.perf_counter()
+    array = _decode(rt, image)
+    timings = {"decode": _ms(start)}
+    start = time.perf_counter()
+    face = service.pipeline(coll.model).represent(array, max_faces=1)[0]
+    timings["detect_embed"] = _ms(start)
+    start = time.perf_counter()
+    # The embedding as probe: the service searches exactly as for the image.
+    matches = service.find(
+        coll, face.embedding, k=p.k, aggregate=p.aggregate, threshold=p.threshold
+    )
+    timings["search"] = _ms(start)
+    return {
+        "collection": coll.name,
+        "matches": [m.to_dict() for m in matches],
+        "timings_ms": timings,
+    }
+
+
+@router.post(
+    "/v1/verify",
+    response_model=VerifyOut,
+    openapi_extra=image_body_openapi(
+        VerifyJSON,
+        {"image1": "one", "image2": "optional"},
+        {"collection": _STR, "identity": _STR},
+    ),
+)
+async def verify(request: Request, who: Principal = QueryScope, rt: Runtime = Rt) -> Any:
+    """Same person? Either two images, or one image against an identity of a collection (its
+    best-matching stored face)."""
+    req = await read_image_request(request, VerifyParams, VerifyJSON, ("image1", "image2"), 2)
+    params = req.params
+    assert isinstance(params, VerifyParams)
+    image1 = _required(req.one("image1"), "image1")
+    image2 = req.one("image2")
+    if (image2 is None) == (params.identity is None):
+        raise ValidationError("send either image2 or identity (with collection), not both")
+    if params.identity is not None and params.collection is None:
+        raise ValidationError("identity needs a collection")
+    if image2 is not None:
+        return await run_in_threadpool(_verify_images, rt, who, params, image1, image2)
+    return await run_in_threadpool(_verify_identity, rt, who, params, image1)
+
+
+def _verify_images(
+    rt: Runtime, who: Principal, p: VerifyParams, image1: bytes, image2: bytes
+) -> dict[str, Any]:
+    coll = collection_of(rt, who, p.collection) if p.collection else None
+    pipeline = rt.service.pipeline(coll.model if coll else None)
+    result = pipeline.verify(_decode(rt, image1), _decode(rt, image2)).to_dict()
+    if coll is not None:
+        threshold = rt.service.threshold(coll)
+        result.update(
+            threshold=threshold,
+            threshold_source=f"collection {coll.name}",
+            verified=float(result["distance"]) <= threshold,  # type: ignore[arg-type]
+        )
+    return result
+
+
+def _verify_identity(rt: Runtime, who: Principal, p: VerifyParams, image: bytes) -> dict[str, Any]:
+    assert p.collection is not None and p.identity is not None
+    service = rt.service
+    coll = collection_of(rt, who, p.collection)
+    start = time.perf_counter()
+    stored = service.repo.identity_embeddings(coll.id, p.identity)
+    if len(stored) == 0:
+        raise ConflictError(f"identity {p.identity!r} has no enrolled faces", identity=p.identity)
+    face = service.pipeline(coll.model).represent(_decode(rt, image), max_faces=1)[0]
+    similarity = float(np.max(stored @ face.embedding))
+    distance = 1.0 - similarity
+    threshold = service.threshold(coll)
+    return {
+        "verified": distance <= threshold,
+        "distance": round(distance, 6),
+        "similarity": round(similarity, 6),
+        "threshold": threshold,
+        "threshold_source": f"collection {coll.name}",
+        "model": coll.model_tag,
+        "faces": [face.to_dict(with_embedding=False)],
+        "identity": p.identity,
+        "timings_ms": {"total": _ms(start)},
+    }
+
+
+@router.post(
+    "/v1/represent",
+    response_model=RepresentOut,
+    openapi_extra=image_body_openapi(
+        RepresentJSON, {"image": "one"}, {"max_faces": {"type": "integer"}, "collection": _STR}
+    ),
+)
+async def represent(request: Request, who: Principal = QueryScope, rt: Runtime = Rt) -> Any:
+    """Every face in the image (centre-most first) with its embedding."""
+    req = await read_image_request(request, RepresentParams, RepresentJSON, ("image",), 1)
+    params = req.params
+    assert isinstance(params, RepresentParams)
+    image = _required(req.one("image"), "image")
+    return await run_in_threadpool(_represent, rt, who, params, image)
+
+
+def _represent(rt: Runtime, who: Principal, p: RepresentParams, image: bytes) -> dict[str, Any]:
+    coll = collection_of(rt, who, p.collection) if p.collection else None
+    pipeline = rt.service.pipeline(coll.model if coll else None)
+    faces = pipeline.represent(_decode(rt, image), max_faces=p.max_faces)
+    return {"model": pipeline.model, "faces": [f.to_dict() for f in faces]}

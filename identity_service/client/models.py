@@ -1,0 +1,215 @@
+"""What the client hands back. Matches and enrollment results are the service's own classes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
+
+from ..service.results import EnrollResult, ImageFailure, Match
+
+if TYPE_CHECKING:
+    from .core import FaceIDClient
+
+T = TypeVar("T")
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    tenant: str
+    model: str
+    model_version: str
+    dim: int
+    metric: str
+    threshold: float | None
+    created: str
+    identities: int | None = None
+    faces: int | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    external_id: str
+    name: str | None
+    metadata: dict[str, Any]
+    created: str
+    faces: int | None = None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    offset: int
+    limit: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FaceInfo:
+    index: int
+    box: list[float]
+    landmarks: list[list[float]]
+    score: float
+    model: str
+    detector: str
+    embedding: np.ndarray | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FaceInfo:
+        emb = d.get("embedding")
+        return cls(
+            index=d["index"],
+            box=d["box"],
+            landmarks=d["landmarks"],
+            score=d["score"],
+            model=d["model"],
+            detector=d["detector"],
+            embedding=None if emb is None else np.asarray(emb, dtype=np.float32),
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    verified: bool
+    distance: float
+    similarity: float
+    threshold: float
+    threshold_source: str
+    model: str
+    faces: list[FaceInfo]
+    identity: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verification:
+        return cls(
+            verified=d["verified"],
+            distance=d["distance"],
+            similarity=d["similarity"],
+            threshold=d["threshold"],
+            threshold_source=d.get("threshold_source", ""),
+            model=d["model"],
+            faces=[FaceInfo.from_dict(f) for f in d.get("faces", [])],
+            identity=d.get("identity"),
+            timings_ms=d.get("timings_ms", {}),
+        )
+
+
+@dataclass
+class Job:
+    """A server-side job; ``wait()`` polls it until it finishes."""
+
+    id: str
+    kind: str
+    status: str
+    progress: float
+    counts: dict[str, Any]
+    errors: int
+    params: dict[str, Any]
+    created: str
+    started: str | None = None
+    finished: str | None = None
+    seconds: float | None = None
+    error_samples: list[Any] = field(default_factory=list)
+    _client: FaceIDClient | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], client: FaceIDClient | None = None) -> Job:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known, _client=client)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINISHED
+
+    def refresh(self) -> Job:
+        assert self._client is not None, "job not bound to a client"
+        fresh = self._client.job(self.id)
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_client"})
+        return self
+
+    def wait(
+        self,
+        progress: bool = False,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll until the job finishes (TimeoutError after ``timeout`` s); ``progress`` draws
+        a bar on stderr."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _Bar(self.kind) if progress else None
+        try:
+            while True:
+                if bar is not None:
+                    bar.show(self)
+                if on_update is not None:
+                    on_update(self)
+                if self.done:
+                    return self
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.id} still {self.status} after {timeout} s")
+                time.sleep(poll)
+                self.refresh()
+        finally:
+            if bar is not None:
+                bar.close()
+
+
+class _Bar:
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=Console(file=sys.stderr),
+            transient=True,
+        )
+        self._task = self._progress.add_task(label, total=1.0)
+        self._progress.start()
+
+    def show(self, job: Job) -> None:
+        self._progress.update(
+            self._task, completed=job.progress, description=f"{job.kind} {job.status}"
+        )
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def match_from_dict(d: dict[str, Any]) -> Match:
+    return Match(**{k: d[k] for k in Match.__dataclass_fields__})
+
+
+def enroll_result_from_dict(d: dict[str, Any]) -> EnrollResult:
+    return EnrollResult(
+        external_id=d["external_id"],
+        identity_id=d["identity_id"],
+        face_ids=list(d.get("face_ids", [])),
+        duplicates=d.get("duplicates", 0),
+        multi_face_images=d.get("multi_face_images", 0),
+        failures=[ImageFailure(**f) for f in d.get("failures", [])],
+    )
+
+
+__all__ = [
+    "Collection",
+    "EnrollResult",
+    "FaceInfo",
+    "Identity",
+    "ImageFailure",
+    "Job",
+    "Match",
+    "Page",
+    "Verification",
+]

@@ -1,0 +1,258 @@
+"""The HTTP API in-process (FastAPI TestClient, SQLite in a tmp data_dir, real LFW faces),
+driven mostly through the typed client."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import numpy as np
+import pytest
+from api_corpus import corpus
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from identity_service.api import create_app
+from identity_service.api.auth import create_api_key
+from identity_service.api.errors import (
+    AuthenticationError,
+    LimitExceededError,
+    PermissionDeniedError,
+)
+from identity_service.api.settings import ApiSettings
+from identity_service.client import FaceIDClient
+from identity_service.errors import NoFaceError, UnknownCollectionError, UnknownIdentityError
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    settings = ApiSettings(
+        data_dir=tmp_path_factory.mktemp("api"),
+        workers=1,
+        embedder="dlib-resnet-v1",
+        api_auth=True,
+        api_max_k=20,
+        api_max_batch=16,
+        api_max_body_bytes=4 * 1024 * 1024,
+    )
+    app = create_app(settings)
+    with TestClient(app) as http:  # runs the lifespan: models load once, here
+        yield app, http
+
+
+@pytest.fixture(scope="module")
+def keys(api):
+    app, _ = api
+    repo = app.state.runtime.service.repo
+    return {
+        name: create_api_key(repo, tenant, scopes)[0]
+        for name, tenant, scopes in [
+            ("a_admin", "acme", ["admin"]),
+            ("a_query", "acme", ["query"]),
+            ("b_all", "beta", ["query", "enroll"]),
+        ]
+    }
+
+
+def client(api, key: str | None) -> FaceIDClient:
+    app, _ = api
+    return FaceIDClient("http://testserver", api_key=key, http_client=TestClient(app))
+
+
+@pytest.fixture(scope="module")
+def people(api, keys, lfw_image):
+    """Collection 'staff' of tenant acme: Abel Pacheco and Adam Sandler, two photos each."""
+    acme = client(api, keys["a_admin"])
+    acme.create_collection("staff")
+    acme.enroll("staff", "abel", [lfw_image("Abel_Pacheco", 1), lfw_image("Abel_Pacheco", 2)])
+    photo = lfw_image("Adam_Sandler", 1)
+    array = np.asarray(Image.open(lfw_image("Adam_Sandler", 2)).convert("RGB"))
+    result = acme.enroll("staff", "adam", [photo.read_bytes(), array], name="Adam", metadata={})
+    assert len(result.face_ids) == 2 and not result.failures
+    return "staff"
+
+
+def test_auth_missing_invalid_scope_and_revoked(api, keys, people):
+    _, http = api
+    assert http.get("/v1/collections").json()["error"]["code"] == "unauthorized"
+    bad = http.get("/v1/collections", headers={"X-API-Key": "fid_nope"})
+    assert bad.status_code == 401
+    with pytest.raises(PermissionDeniedError):
+        client(api, keys["a_query"]).create_collection("nope")
+    with pytest.raises(PermissionDeniedError):
+        client(api, keys["a_query"]).delete_identity(people, "abel")
+    repo = api[0].state.runtime.service.repo
+    token, record = create_api_key(repo, "acme", ["query"])
+    assert client(api, token).collections().total == 1
+    repo.revoke_api_key(record.id)
+    with pytest.raises(AuthenticationError):
+        client(api, token).collections()
+    assert record.key_hash != token and token not in str(repo.list_api_keys())
+
+
+def test_find_verify_represent_through_the_client(api, keys, people, lfw_image):
+    acme = client(api, keys["a_query"])
+    matches = acme.find(people, lfw_image("Abel_Pacheco", 3), k=2)
+    assert matches[0].external_id == "abel" and matches[0].accepted
+    assert len(matches) == 2 and not matches[1].accepted
+    pil = Image.open(lfw_image("Adam_Sandler", 3))
+    assert acme.find(people, pil, k=1)[0].external_id == "adam"
+
+    same = acme.verify(lfw_image("Abel_Pacheco", 3), lfw_image("Abel_Pacheco", 1))
+    other = acme.verify(lfw_image("Abel_Pacheco", 3), lfw_image("Adam_Sandler", 1))
+    assert same.verified and not other.verified and same.distance < other.distance
+    vs_identity = acme.verify(lfw_image("Adam_Sandler", 3), collection=people, identity="adam")
+    assert vs_identity.verified and vs_identity.identity == "adam"
+    assert not acme.verify(
+        lfw_image("Abel_Pacheco", 3), collection=people, identity="adam"
+    ).verified
+
+    faces = acme.represent(lfw_image("Abel_Pacheco", 1))
+    assert faces[0].embedding is not None and faces[0].embedding.shape == (128,)
+    assert abs(float(np.linalg.norm(faces[0].embedding)) - 1) < 1e-3
+    with pytest.raises(NoFaceError):
+        acme.represent(np.zeros((64, 64, 3), dtype=np.uint8))
+    with pytest.raises(LimitExceededError):
+        acme.find(people, lfw_image("Abel_Pacheco", 3), k=1000)
+
+
+def test_find_reports_server_timing(api, keys, people, lfw_image):
+    _, http = api
+    jpeg = base64.b64encode(lfw_image("Abel_Pacheco", 3).read_bytes()).decode()
+    r = http.post(
+        f"/v1/collections/{people}/find",
+        json={"image": jpeg, "k": 1},
+        headers={"X-API-Key": keys["a_query"]},
+    )
+    assert r.status_code == 200 and r.json()["matches"][0]["external_id"] == "abel"
+    timing = r.headers["server-timing"]
+    for part in ("decode;dur=", "detect_embed;dur=", "search;dur=", "app;dur="):
+        assert part in timing
+
+
+def test_collections_identities_paging_update_delete(api, keys, people, lfw_image):
+    acme = client(api, keys["a_admin"])
+    coll = acme.collection(people)
+    assert (coll.identities, coll.faces, coll.dim) == (2, 4, 128)
+    page = acme.identities(people, offset=1, limit=1)
+    assert page.total == 2 and [i.external_id for i in page.items] == ["adam"]
+    assert acme.identity(people, "abel").faces == 2
+    updated = acme.update_identity(people, "adam", metadata={"team": "blue"})
+    assert updated.metadata == {"team": "blue"} and updated.name == "Adam"
+    again = acme.enroll(people, "abel", [lfw_image("Abel_Pacheco", 1)])
+    assert again.duplicates == 1 and again.face_ids == []
+
+    acme.create_collection("temp")
+    acme.enroll("temp", "x", [lfw_image("Abdullah_Gul", 1)])
+    acme.enroll("temp", "y", [lfw_image("Abdullah_Gul", 2)])
+    assert acme.delete_identity("temp", "x") == 1
+    matches = acme.find("temp", lfw_image("Abdullah_Gul", 1), k=5)
+    assert [m.external_id for m in matches] == ["y"]
+    with pytest.raises(UnknownIdentityError):
+        acme.identity("temp", "x")
+    job = acme.reindex("temp").wait(timeout=30)
+    assert job.status == "succeeded" and job.counts["faces"] == 1
+    assert acme.job(job.id).status == "succeeded"
+    assert acme.delete_collection("temp") == 1
+    with pytest.raises(UnknownCollectionError):
+        acme.collection("temp")
+
+
+def test_a_tenant_sees_nothing_of_another(api, keys, people, lfw_image):
+    beta = client(api, keys["b_all"])
+    assert beta.collections().total == 0
+    probe = lfw_image("Abel_Pacheco", 3)
+    for call in (
+        lambda: beta.collection(people),
+        lambda: beta.find(people, probe),
+        lambda: beta.identities(people),
+        lambda: beta.delete_identity(people, "abel"),
+        lambda: beta.enroll(people, "intruder", [probe]),
+        lambda: beta.verify(probe, collection=people, identity="abel"),
+    ):
+        with pytest.raises(UnknownCollectionError):
+            call()
+    acme_job = client(api, keys["a_admin"]).reindex(people)
+    with pytest.raises(Exception) as caught:
+        beta.job(acme_job.id)
+    assert getattr(caught.value, "http_status", None) == 404
+    assert beta.create_collection(people).tenant == "beta"  # same name, other tenant
+    assert client(api, keys["a_query"]).identity(people, "abel").faces == 2
+
+
+def test_enroll_jobs_need_server_paths(api, keys, people, lfw_image, tmp_path):
+    acme = client(api, keys["a_admin"])
+    root = tmp_path / "photos"
+    for person in ("Abel_Pacheco", "Adam_Sandler"):
+        (root / person).mkdir(parents=True)
+        (root / person / "3.jpg").symlink_to(lfw_image(person, 3))
+    with pytest.raises(PermissionDeniedError) as denied:
+        acme.enroll_job(people, str(root))
+    assert denied.value.code == "server_paths_disabled"
+    settings = api[0].state.runtime.settings
+    settings.api_allow_server_paths = True
+    try:
+        job = acme.enroll_job("staff", str(root), batch_size=1).wait(progress=True, timeout=60)
+    finally:
+        settings.api_allow_server_paths = False
+    assert job.status == "succeeded" and job.counts["faces_added"] == 2
+    assert [j.id for j in acme.jobs() if j.kind == job.kind] == [job.id]
+
+
+def test_client_retries_503_then_raises_typed(api):
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) < 3:
+            return httpx.Response(503, json={"error": {"code": "unavailable", "message": "x"}})
+        return httpx.Response(
+            404, json={"error": {"code": "unknown_collection", "message": "gone"}}
+        )
+
+    c = FaceIDClient("http://x", transport=httpx.MockTransport(handler), backoff=0.001)
+    with pytest.raises(UnknownCollectionError, match="gone"):
+        c.collection("c")
+    assert len(calls) == 3
+
+
+def test_health_ready_metrics(api, people):
+    _, http = api
+    assert http.get("/healthz").json()["status"] == "ok"
+    ready = http.get("/readyz").json()
+    assert ready["status"] == "ok" and ready["checks"]["database"] == "ok"
+    text = http.get("/metrics").text
+    assert 'route="/v1/collections/{collection}/find"' in text
+    assert "faceid_faces_enrolled_total" in text and "faceid_index_size{" in text
+
+
+def test_bodies_over_the_limit_get_413(api, keys, people):
+    _, http = api
+    headers = {"X-API-Key": keys["a_query"], "content-type": "application/json"}
+    big = b"x" * (5 * 1024 * 1024)
+    r = http.post(f"/v1/collections/{people}/find", content=big, headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    chunks = (b"y" * 65536 for _ in range(80))  # no Content-Length: counted while read
+    r = http.post(f"/v1/collections/{people}/find", content=chunks, headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+def test_garbage_gets_its_documented_4xx(api, keys, people, lfw_image):
+    _, http = api
+    http.headers["X-API-Key"] = keys["a_admin"]
+    try:
+        problems = []
+        for bad in corpus(lfw_image("Abel_Pacheco", 3)):
+            r = bad.send(http, people)
+            body = r.json()
+            got = (
+                r.status_code,
+                body.get("error", {}).get("code", "") if r.status_code >= 400 else "",
+            )
+            if got != (bad.status, bad.code):
+                problems.append(f"{bad.name}: {got} != {(bad.status, bad.code)}: {body}")
+            assert r.status_code < 500, bad.name
+        assert not problems, "\n".join(problems)
+        assert http.get("/healthz").status_code == 200
+    finally:
+        del http.headers["X-API-Key"]
