@@ -10,6 +10,7 @@ from ..errors import FaceIDError
 from . import (  # noqa: F401  (register verbs)
     eval_cmds,
     gallery_cmds,
+    learn_cmds,
     models_cmds,
     pipeline_cmds,
     serve_cmds,

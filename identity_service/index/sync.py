@@ -275,9 +275,9 @@ class IndexFollower:
     def _usable(self, entry: LogEntry) -> np.ndarray | None:
         emb = entry.embedding
         if emb is None:
-            log.error(
-                "index_log add %s (face %s) has no embedding; skipped", entry.seq, entry.face_id
-            )
+            # The face was deleted since: its 'remove' entry follows in the log. Expected, and
+            # seen again on every re-read of the window, so not worth more than a debug line.
+            log.debug("index_log add %s (face %s) has no embedding", entry.seq, entry.face_id)
             return None
         vector = np.asarray(emb, dtype=np.float32).reshape(-1)
         if vector.shape != (self.dim,) or not np.isfinite(vector).all() or not vector.any():

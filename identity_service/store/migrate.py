@@ -17,7 +17,13 @@ from sqlalchemy.engine import URL
 from ..errors import SchemaOutdatedError
 from .db import make_engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+def _migrations_dir() -> Path:
+    import migrations  # the top-level package beside identity_service (installed with it)
+
+    return Path(migrations.__file__).resolve().parent
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 
 def alembic_config(url: str | URL | None = None) -> Config:

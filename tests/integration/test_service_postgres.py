@@ -48,7 +48,7 @@ def test_two_nodes_concurrent_enroll_and_find_and_total_delete(postgres_url, tmp
             while not stop.is_set():
                 matches = reader.find("pg", probe, k=3)
                 assert matches[0].external_id == "Adam_Sandler"
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     from identity_service.store import NewFace
@@ -75,7 +75,7 @@ def test_two_nodes_concurrent_enroll_and_find_and_total_delete(postgres_url, tmp
     # The reader sees every face; its index equals a fresh rebuild from the database.
     follower = reader.galleries.fresh(coll, force=True)
     assert len(follower) == 301
-    ids, stored, _ = reader.repo.all_embeddings(coll.id)
+    ids, _stored, _ = reader.repo.all_embeddings(coll.id)
     assert set(follower.index.ids().tolist()) == set(ids.tolist())
     hit = reader.find("pg", vectors[123], k=1)[0]
     assert hit.external_id == "synthetic-123" and hit.similarity == pytest.approx(1.0, abs=1e-5)

@@ -255,7 +255,10 @@ def test_reindex_and_migration_while_queries_run(cluster, lfw_dir, tmp_path):
         reindex = cluster.wait(submit_reindex(cluster.settings, "people"))
         node.rebuild_index("people")  # this node's own atomic swap, under load
         migration = cluster.wait(
-            submit_migrate_model(cluster.settings, "people", "dlib-resnet-v1", root, batch_size=8)
+            # The same model, re-embedded: every query must answer exactly as before.
+            submit_migrate_model(
+                cluster.settings, "people", node.collection("people").model, root, batch_size=8
+            )
         )
         time.sleep(0.3)  # queries against the switched collection
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def test_find_ranks_the_right_person_first(service, lfw_image):
         assert matches[0].external_id == person and matches[0].accepted
         assert matches[0].name == person.replace("_", " ")
         assert [m.rank for m in matches] == list(range(len(matches)))
-        assert all(a.similarity >= b.similarity for a, b in zip(matches, matches[1:]))
+        assert all(a.similarity >= b.similarity for a, b in itertools.pairwise(matches))
         assert not any(m.accepted for m in matches[1:])
         assert matches[0].distance == pytest.approx(1 - matches[0].similarity)
 

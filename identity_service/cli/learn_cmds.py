@@ -1,0 +1,155 @@
+"""``faceid learn``: train, evaluate, export and plot embedding adapters (needs ``faceid[learn]``;
+torch is imported inside the commands so the rest of the CLI works without it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .app import app, console, print_json
+
+learn_app = typer.Typer(help="Metric learning: embedding adapters.", no_args_is_help=True)
+app.add_typer(learn_app, name="learn")
+
+ROW = ("map_at_r", "precision_at_1", "r_precision", "verification_accuracy", "tar_at_far")
+
+
+def _data(collection: str | None, lfw_cache: Path | None):
+    from ..learn.data import from_collection, load_lfw_cache
+
+    if not collection:
+        return load_lfw_cache(lfw_cache)
+    from ..service import FaceService
+
+    with FaceService() as service:
+        coll = service.repo.get_collection(collection)
+        return from_collection(service.repo, coll.id)
+
+
+def _table(rows: dict[str, dict], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("model")
+    for col in ROW:
+        table.add_column(col, justify="right")
+    for name, scores in rows.items():
+        table.add_row(name, *(f"{scores[c]:.4f}" for c in ROW))
+    return table
+
+
+@learn_app.command("train")
+def train_command(
+    out: Path = typer.Option(Path("adapter-run"), "--out", "-o", help="run folder"),
+    collection: str = typer.Option(None, "--collection", "-c", help="train on a collection"),
+    lfw_cache: Path = typer.Option(None, help="LFW embedding cache (default: newest)"),
+    recipe: str = typer.Option("triplet-semi-hard", help="loss-miner, e.g. triplet-hardest"),
+    margin: float = typer.Option(0.1),
+    epochs: int = typer.Option(5),
+    classes: int = typer.Option(16, help="identities per batch"),
+    samples: int = typer.Option(8, help="images per identity per batch"),
+    lr: float = typer.Option(3e-4),
+    hidden: int = typer.Option(256),
+    test_fraction: float = typer.Option(0.5, help="identities held out for one-shot eval"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train an adapter with online mining; write checkpoint.pt, adapter.onnx, report.json."""
+    import torch
+
+    from ..learn.adapter import export_adapter
+    from ..learn.data import identity_split
+    from ..learn.evaluate import evaluate
+    from ..learn.mining import make_loss, make_miner
+    from ..learn.models import EmbeddingAdapter
+    from ..learn.train import balanced_sampler, fit
+
+    torch.manual_seed(seed)
+    split = identity_split(_data(collection, lfw_cache), test_fraction, seed)
+    model = EmbeddingAdapter(split.train.features.shape[1], hidden)
+    result = fit(
+        model,
+        make_loss(recipe, margin),
+        make_miner(recipe, margin),
+        balanced_sampler(split.train.labels, classes, samples),
+        split.train,
+        epochs=epochs,
+        batch_size=classes * samples,
+        lr=lr,
+        device=device,
+        eval_set=split.test,
+        checkpoint=out / "checkpoint.pt",
+        resume=resume,
+        on_epoch=lambda log: console.print(
+            f"epoch {log.epoch}: loss {log.loss:.4f}  MAP@R {log.metrics['map_at_r']:.4f}"
+        ),
+    )
+    onnx_path = export_adapter(result.model, out / "adapter.onnx")
+    report = {
+        "split": split.sizes(),
+        "recipe": recipe,
+        "frozen": evaluate(split.test.features, split.test.labels).to_dict(),
+        "adapter": result.history[-1].metrics,
+        "history": result.to_dict(),
+        "adapter_path": str(onnx_path),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if json_out:
+        print_json(report)
+        return
+    console.print(_table({"frozen": report["frozen"], recipe: report["adapter"]}, "one-shot test"))
+    console.print(f"adapter: {onnx_path}")
+
+
+@learn_app.command("eval")
+def eval_command(
+    adapter: Path = typer.Option(None, help="adapter.onnx to compare with the frozen backbone"),
+    collection: str = typer.Option(None, "--collection", "-c"),
+    lfw_cache: Path = typer.Option(None),
+    test_fraction: float = typer.Option(0.5),
+    seed: int = typer.Option(0),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """One-shot scores (MAP@R, P@1, R-precision, verification) on the held-out identities."""
+    from ..learn.adapter import OnnxAdapter
+    from ..learn.data import identity_split
+    from ..learn.evaluate import evaluate
+
+    split = identity_split(_data(collection, lfw_cache), test_fraction, seed)
+    rows = {"frozen": evaluate(split.test.features, split.test.labels).to_dict()}
+    if adapter:
+        model = OnnxAdapter(adapter)
+        rows[f"adapter-{model.sha8}"] = evaluate(
+            model(split.test.features), split.test.labels
+        ).to_dict()
+    if json_out:
+        print_json({"split": split.sizes(), "scores": rows})
+        return
+    console.print(_table(rows, f"one-shot test ({split.sizes()})"))
+
+
+@learn_app.command("plot")
+def plot_command(
+    out: Path = typer.Option(Path("embeddings-2d.png"), "--out", "-o"),
+    adapter: Path = typer.Option(None, help="plot adapted embeddings instead"),
+    identities: int = typer.Option(10, help="the test identities with the most images"),
+    collection: str = typer.Option(None, "--collection", "-c"),
+    lfw_cache: Path = typer.Option(None),
+    seed: int = typer.Option(0),
+) -> None:
+    """2-D PCA scatter of test-identity embeddings, one colour per identity (PNG)."""
+    import numpy as np
+
+    from ..learn.adapter import OnnxAdapter
+    from ..learn.data import identity_split
+    from ..learn.plot import scatter_2d
+
+    test = identity_split(_data(collection, lfw_cache), 0.5, seed).test
+    top = np.argsort(-np.bincount(test.labels))[:identities]
+    chosen = test.subset(np.isin(test.labels, top))
+    x = OnnxAdapter(adapter)(chosen.features) if adapter else chosen.features
+    title = f"{'adapter' if adapter else 'frozen backbone'}: {identities} test identities (PCA)"
+    console.print(f"wrote {scatter_2d(x, chosen.labels, chosen.names, out, title)}")

@@ -1,0 +1,94 @@
+"""Export a trained adapter to ONNX and attach it to a base :class:`Embedder`.
+
+Loading needs only onnxruntime (a core dependency), not torch. The wrapped embedder has its own
+tag, ``<base name>+adapter-<sha8>@<base version>``, so its vectors never mix with the base
+model's in an index.
+
+Using it for a collection (no service hook exists yet: ``FaceService`` builds pipelines from
+embedder *names* in the model registry, which has no entry for adapters)::
+
+    base = FacePipeline().embedder
+    wrapped = attach_adapter(base, "run/adapter.onnx")
+    service._pipelines[wrapped.name] = FacePipeline(embedder=wrapped)  # pre-seed its cache
+    service.create_collection("staff-adapted", model=wrapped.name, threshold=thr)
+
+``thr`` must be given (the registry ships no default for the adapter): use the cosine-distance
+``threshold`` in the ``report.json`` of ``faceid learn train``. Enrol, find and verify then go
+through the wrapped embedder and its tag. Faces already stored under the base tag must be
+re-enrolled (or their vectors passed through :meth:`AdaptedEmbedder.adapt`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..embed.base import Embedder, l2_normalise
+from ..types import Detection
+
+
+def export_adapter(model, path: Path, in_dim: int | None = None) -> Path:
+    """ONNX graph ``embeddings (n, in_dim) -> adapted (n, out_dim)`` with a dynamic batch."""
+    import torch
+
+    in_dim = in_dim or model.in_dim
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, in_dim),),
+            str(path),
+            input_names=["embeddings"],
+            output_names=["adapted"],
+            dynamic_axes={"embeddings": {0: "n"}, "adapted": {0: "n"}},
+            dynamo=False,
+        )
+    return path
+
+
+class OnnxAdapter:
+    """The exported adapter as a numpy function."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        data = Path(path).read_bytes()
+        self.sha8 = hashlib.sha256(data).hexdigest()[:8]
+        self.session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        self.out_dim = int(self.session.get_outputs()[0].shape[1])
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(embeddings, dtype=np.float32)
+        return self.session.run(None, {"embeddings": x})[0]
+
+
+class AdaptedEmbedder(Embedder):
+    """A base embedder followed by an adapter: same crops, adapted L2-normalised vectors."""
+
+    def __init__(self, base: Embedder, adapter: OnnxAdapter) -> None:
+        self.base = base
+        self.adapter = adapter
+        self.name = f"{base.name}+adapter-{adapter.sha8}"
+        self.version = base.version
+        self.dim = adapter.out_dim
+
+    def crop(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        return self.base.crop(image, detection)
+
+    def _forward(self, crops: list[np.ndarray]) -> np.ndarray:
+        # The adapter was trained on the base's normalised vectors.
+        return self.adapter(l2_normalise(self.base._forward(crops)))
+
+    def adapt(self, embeddings: np.ndarray) -> np.ndarray:
+        """Adapted vectors for already-computed base embeddings (re-embedding a collection)."""
+        return l2_normalise(self.adapter(l2_normalise(embeddings)))
+
+
+def attach_adapter(base: Embedder, path: Path) -> AdaptedEmbedder:
+    return AdaptedEmbedder(base, OnnxAdapter(path))
