@@ -3,7 +3,7 @@
 # and the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
+bash scripts/setup.sh dev,learn
 bash scripts/services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -15,6 +15,7 @@ learn_app = typer.Typer(help="Metric learning: embedding adapters.", no_args_is_
 app.add_typer(learn_app, name="learn")
 
 ROW = ("map_at_r", "precision_at_1", "r_precision", "verification_accuracy", "tar_at_far")
+HEADERS = ("MAP@R", "P@1", "R-prec", "verif acc", "TAR@FAR")
 
 
 def _data(collection: str | None, lfw_cache: Path | None):
@@ -32,7 +33,7 @@ def _data(collection: str | None, lfw_cache: Path | None):
 def _table(rows: dict[str, dict], title: str) -> Table:
     table = Table(title=title)
     table.add_column("model")
-    for col in ROW:
+    for col in HEADERS:
         table.add_column(col, justify="right")
     for name, scores in rows.items():
         table.add_row(name, *(f"{scores[c]:.4f}" for c in ROW))

@@ -90,3 +90,28 @@ def test_face_folder_dataset_feeds_a_cnn(tmp_path, lfw_dir, pipeline):
     with torch.no_grad():
         out = model.eval()(torch.stack([data[i][0] for i in range(3)]))
     torch.testing.assert_close(out.norm(dim=1), torch.ones(3))
+
+
+def test_dataset_from_a_stored_collection(tmp_path):
+    from identity_service.learn.data import from_collection
+    from identity_service.store import NewFace, Repository, make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'faceid.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    repo = Repository(engine)
+    coll = repo.create_collection("people", model="fake", model_version="1", dim=8)
+    rng = np.random.default_rng(0)
+    for person, n in (("bob", 3), ("amy", 2), ("cat", 1)):
+        ident = repo.upsert_identity(coll.id, person)
+        faces = [
+            NewFace(f"{person}{k}".ljust(64, "0"), 0, [0, 0, 1, 1], [], 1.0, None,
+                    rng.normal(size=8).astype(np.float32), "fake@1")
+            for k in range(n)
+        ]  # fmt: skip
+        repo.add_faces(coll.id, ident.id, faces)
+    repo.delete_identity(coll.id, "cat")
+    data = from_collection(repo, coll.id)
+    engine.dispose()
+    assert data.names == ["amy", "bob"] and sorted(data.labels.tolist()) == [0, 0, 1, 1, 1]
+    assert data.features.shape == (5, 8) and data.features.dtype == np.float32
