@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL
 from ..errors import SchemaOutdatedError
 from .db import make_engine
 
+
 def _migrations_dir() -> Path:
     import migrations  # the top-level package beside identity_service (installed with it)
 
