@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from identity_service.index import GalleryIndex, load_snapshot, save_snapshot
+from identity_service.index import GalleryIndex, IndexParams, load_snapshot, save_snapshot
 
 DEFAULT_REAL = Path.home() / ".faceid" / "cache" / "lfw-embeddings-dlib-resnet-v1.npz"
 CHUNK = 100_000
@@ -138,9 +138,9 @@ class Lift:
 
 def make_gallery(
     n: int, dim: int, n_queries: int, model: FaceModel, seed: int
-) -> tuple[np.ndarray, np.ndarray, str]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(gallery (n, dim): one face per identity, probes (n_queries, dim): another face of an
-    enrolled identity each, description)."""
+    enrolled identity each, the gallery row of each probe's identity, description)."""
     lift = Lift(model, dim, seed + 1)
     rng = np.random.default_rng(seed + 2)
     gallery = np.empty((n, dim), dtype=np.float32)
@@ -153,7 +153,7 @@ def make_gallery(
         mine = (enrolled >= lo) & (enrolled < hi)
         probe_centres[mine] = centres[enrolled[mine] - lo]
     probes = unit(probe_centres + lift.noise(model.noise(n_queries, rng), rng))
-    return gallery, probes, f"{model.source}; {dim}-d" + (" (lifted)" if dim != 128 else "")
+    return gallery, probes, enrolled, f"{model.source}; {dim}-d" + (" (lifted)" * (dim != 128))
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -174,6 +174,7 @@ class KindResult:
     batch100: Latency
     recall1: float
     recall10: float
+    hit1: float  # probes whose own enrolled face ranks first (exact search: CaseResult)
     sweep: list[dict] = field(default_factory=list)
 
 
@@ -183,6 +184,7 @@ class CaseResult:
     dim: int
     data: str
     kinds: list[KindResult]
+    exact_hit1: float
     peers: dict[str, Latency]
     chosen: str
     speedup_vs_peer: dict[str, float]
@@ -217,6 +219,10 @@ def recall(found: np.ndarray, exact: np.ndarray, k: int) -> float:
     return sum(hits) / (k * len(exact))
 
 
+def hits(found: np.ndarray, enrolled: np.ndarray) -> float:
+    return float((found[:, 0] == enrolled).mean())
+
+
 def deepface_loop(gallery: list[np.ndarray], q: np.ndarray, k: int) -> np.ndarray:
     """What deepface's find does per probe: a Python loop over stored representations, cosine
     distance from a dot product and two norms for each, then a sort."""
@@ -244,7 +250,9 @@ def measure_peers(gallery: np.ndarray, probes: np.ndarray, n_queries: int) -> di
     }
 
 
-def measure_kind(kind, ids, gallery, probes, exact, args, **params) -> tuple[KindResult, object]:
+def measure_kind(
+    kind, ids, gallery, probes, exact, enrolled, args, **params
+) -> tuple[KindResult, object]:
     faiss.omp_set_num_threads(args.build_threads)
     index = GalleryIndex(gallery.shape[1], kind, **params)
     build_s, _ = timed(index.rebuild, ids, gallery)
@@ -272,15 +280,17 @@ def measure_kind(kind, ids, gallery, probes, exact, args, **params) -> tuple[Kin
     batch = latency(search, probes, 100, 30, args.latency_budget)
     if index.backend_kind != kind:  # e.g. IVF-PQ below its training minimum stays flat
         kind = f"{kind} (as {index.backend_kind})"
-    r1, r10 = recall(found, exact, 1), recall(found, exact, 10)
-    result = KindResult(kind, {**params, **chosen}, build_s, size, single, batch, r1, r10, sweep)
+    r1, r10, hit1 = recall(found, exact, 1), recall(found, exact, 10), hits(found, enrolled)
+    result = KindResult(
+        kind, {**params, **chosen}, build_s, size, single, batch, r1, r10, hit1, sweep
+    )
     return result, index
 
 
 def run_case(n: int, dim: int, model: FaceModel, args) -> CaseResult:
     print(f"\n=== {n:,} faces x {dim}-d ===", flush=True)
     load_before = os.getloadavg()[0]
-    gallery, probes, source = make_gallery(n, dim, args.queries, model, args.seed)
+    gallery, probes, enrolled, source = make_gallery(n, dim, args.queries, model, args.seed)
     ids = np.arange(n, dtype=np.int64)
     results: list[KindResult] = []
     faiss.omp_set_num_threads(args.build_threads)
@@ -295,7 +305,9 @@ def run_case(n: int, dim: int, model: FaceModel, args) -> CaseResult:
             continue
         print(f"  building {kind} ...", flush=True)
         params = {"ivfpq_min_train": 1000} if args.quick and kind == "ivfpq" else {}
-        res, index = measure_kind(kind, ids, gallery, probes, exact, args, **params)
+        if kind == "hnsw":
+            params = {"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.hnsw_efc}
+        res, index = measure_kind(kind, ids, gallery, probes, exact, enrolled, args, **params)
         results.append(res)
         print(
             f"  {kind}: build {res.build_s:.1f} s, {res.index_bytes / 2**20:.0f} MiB, "
@@ -325,24 +337,28 @@ def run_case(n: int, dim: int, model: FaceModel, args) -> CaseResult:
                 "load_s": load_s,
             }
     loads = [round(load_before, 1), round(os.getloadavg()[0], 1)]
-    case = CaseResult(n, dim, source, results, peers, args.chosen, speedup, restart, loads)
+    exact_hit1 = hits(exact, enrolled)
+    case = CaseResult(
+        n, dim, source, results, exact_hit1, peers, args.chosen, speedup, restart, loads
+    )
     print_case(case)
     return case
 
 
 def print_case(case: CaseResult) -> None:
     print(f"\n{case.n:,} faces x {case.dim}-d ({case.data}; load avg {case.load_avg})")
-    head = "kind|params|build s|MiB|1q p50 ms|1q p99 ms|100q p50 ms|100q p99 ms|R@1|R@10"
+    head = "kind|params|build s|MiB|1q p50 ms|1q p99 ms|100q p50 ms|100q p99 ms|R@1|R@10|hit@1"
     print(f"|{head}|\n|" + "---|" * (head.count("|") + 1))
     for r in case.kinds:
         params = ",".join(f"{k}={v}" for k, v in r.params.items()) or "-"
         cells = [r.kind, params, f"{r.build_s:.1f}", f"{r.index_bytes / 2**20:.0f}"]
         cells += [f"{v:.3f}" for v in (r.single.p50_ms, r.single.p99_ms)]
         cells += [f"{v:.1f}" for v in (r.batch100.p50_ms, r.batch100.p99_ms)]
-        cells += [f"{r.recall1:.4f}", f"{r.recall10:.4f}"]
+        cells += [f"{r.recall1:.4f}", f"{r.recall10:.4f}", f"{r.hit1:.3f}"]
         print("|" + "|".join(cells) + "|")
     for name, p in case.peers.items():
-        print(f"|peer: {name}|{p.n} queries|-|-|{p.p50_ms:.1f}|{p.p99_ms:.1f}|-|-|exact|exact|")
+        print(f"|peer: {name}|{p.n} queries|-|-|{p.p50_ms:.1f}|{p.p99_ms:.1f}|-|-|1|1|-|")
+    print(f"exact search ranks the probe's own face first for {case.exact_hit1:.3f} of probes")
     for name, ratio in case.speedup_vs_peer.items():
         print(f"{case.chosen} is {ratio:,.0f}x faster per query than {name}")
     if case.restart:
@@ -365,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-budget", type=float, default=8.0, help="seconds per latency figure")
     ap.add_argument("--peer-queries", type=int, default=20, help="peer probes at 100k (scaled)")
     ap.add_argument("--ef-sweep", default="32,64,128,256,512")
+    ap.add_argument("--hnsw-m", type=int, default=IndexParams.hnsw_m)
+    ap.add_argument("--hnsw-efc", type=int, default=IndexParams.hnsw_ef_construction)
     ap.add_argument("--nprobe-sweep", default="32,64,128,256,512")
     ap.add_argument("--target-recall", type=float, default=0.99, help="recall@1 to reach")
     ap.add_argument("--target-recall10", type=float, default=0.95, help="recall@10 to reach")

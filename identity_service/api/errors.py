@@ -77,6 +77,10 @@ BY_STATUS: dict[int, type[FaceIDError]] = {
 }
 
 
+class ServerPathsDisabledError(PermissionDeniedError):
+    code = "server_paths_disabled"
+
+
 def error_classes() -> dict[str, type[FaceIDError]]:
     """Every error code the API can answer with, mapped to its class."""
     out: dict[str, type[FaceIDError]] = {}

@@ -13,17 +13,13 @@ from .. import jobs
 from ..store import JobRecord
 from .auth import AdminScope, EnrollScope, Principal, QueryScope
 from .deps import Runtime, collection_of, job_of, runtime
-from .errors import PermissionDeniedError, ValidationError
+from .errors import ServerPathsDisabledError, ValidationError
 from .inputs import image_body_openapi, read_image_request
 from .schemas import EnrollJobCreate, EnrollJSON, EnrollOut, EnrollParams, JobOut
 
 router = APIRouter(tags=["enrollment"])
 Rt = Depends(runtime)
 MAX_ERROR_SAMPLES = 20
-
-
-class ServerPathsDisabledError(PermissionDeniedError):
-    code = "server_paths_disabled"
 
 
 def job_out(job: JobRecord) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from .models import (
 )
 
 ClientImage = str | Path | bytes | bytearray | np.ndarray | Image.Image
-_CODES = error_classes()
 
 
 class ApiError(FaceIDError):
@@ -49,7 +48,7 @@ def raise_for_error(response: httpx.Response) -> None:
         details = dict(error.get("details") or {})
     except (ValueError, KeyError, TypeError):
         code, message, details = f"http_{response.status_code}", response.text[:500], {}
-    cls = _CODES.get(code)
+    cls = error_classes().get(code)  # at raise time: every error class is imported by now
     try:
         exc = cls(message, **details) if cls is not None else ApiError(message, **details)
     except TypeError:  # a class with its own constructor

@@ -26,7 +26,7 @@ class IndexParams:
     """Tuning knobs; the defaults are argued in bench/README.md ("Gallery index")."""
 
     hnsw_m: int = 32
-    hnsw_ef_construction: int = 80
+    hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 256
     ivf_nlist: int = 0  # 0: ~4*sqrt(n), chosen when training
     ivf_nprobe: int = 0  # 0: derived from nlist
@@ -79,6 +79,19 @@ def default_pq_m(dim: int) -> int:
     return m
 
 
+def faiss_search(index: Any, queries: np.ndarray, k: int, params: Any = None) -> Any:
+    """``index.search`` as faiss defines it.
+
+    ``faiss.contrib.torch_utils``, which pytorch-metric-learning imports, replaces
+    ``Index.search`` process-wide with a wrapper that takes no ``params``; it keeps the
+    original as ``search_numpy``.
+    """
+    search = getattr(index, "search_numpy", index.search)
+    if params is None:
+        return search(queries, k)
+    return search(queries, k, params=params)
+
+
 class Backend:
     kind: str
     index: Any  # the faiss index that gets serialised
@@ -92,7 +105,7 @@ class Backend:
     def search(
         self, queries: np.ndarray, k: int, ef_search: int | None, nprobe: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(queries, k)
+        return faiss_search(self.index, queries, k)
 
     def live_ids(self) -> np.ndarray:
         raise NotImplementedError
@@ -186,7 +199,7 @@ class HNSWBackend(Backend):
         params.efSearch = max(ef_search or self.ef_search, k)
         if self._selector is not None:
             params.sel = self._selector[0]
-        return self.index.search(queries, k, params=params)
+        return faiss_search(self.index, queries, k, params)
 
     def _all_ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
@@ -256,7 +269,7 @@ class IVFBackend(Backend):
     ) -> tuple[np.ndarray, np.ndarray]:
         params = faiss.SearchParametersIVF()
         params.nprobe = min(nprobe or self.nprobe, self.index.nlist)
-        return self.index.search(queries, k, params=params)
+        return faiss_search(self.index, queries, k, params)
 
     def _lists(self) -> list[tuple[int, int]]:
         inv = self.index.invlists

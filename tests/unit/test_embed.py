@@ -108,7 +108,7 @@ def test_dlib_embeddings_are_normalised_and_tagged(pipeline, lfw_image):
     face = faces[0]
     assert face.embedding.shape == (128,) and face.embedding.dtype == np.float32
     assert abs(float(np.linalg.norm(face.embedding)) - 1.0) < 1e-5
-    assert face.model == "dlib-resnet-v1@1"
+    assert face.model == pipeline.model and face.model.startswith("dlib-resnet-v1")
 
 
 def test_dlib_embedder_works_on_yunet_detections(lfw_image):

@@ -17,7 +17,7 @@ def test_verify_same_and_different(pipeline, lfw_image):
     assert same.verified and not diff.verified
     assert same.distance < diff.distance
     assert same.threshold == diff.threshold > 0 and same.threshold_source
-    assert same.model == "dlib-resnet-v1@1"
+    assert same.model == pipeline.model
     assert {"decode", "detect_align", "embed", "total"} <= set(same.timings_ms)
     assert same.to_dict()["faces"][0]["box"]
 
