@@ -7,9 +7,10 @@ evaluation all call it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ class FacePipeline:
         workers: int | None = None,
         threshold: float | None = None,
         settings: Settings | None = None,
+        threshold_provider: Callable[[str], Any] | None = None,
     ) -> None:
         settings = settings or get_settings()
         if device is not None:
@@ -63,6 +65,9 @@ class FacePipeline:
         )
         self.workers = workers or settings.workers
         self._threshold = threshold
+        # Called with the model tag when no threshold was given: returns None or a calibration
+        # in force (``.threshold``, ``.source``, ``.confidence(distance)``), e.g. FaceService's.
+        self.threshold_provider = threshold_provider
         self._pool: ProcessPoolExecutor | None = None
 
     # -- threshold ---------------------------------------------------------------------------
@@ -72,8 +77,20 @@ class FacePipeline:
 
     def threshold(self) -> tuple[float, str]:
         """The cosine-distance threshold in force and where it came from."""
+        threshold, source, _ = self._threshold_in_force()
+        return threshold, source
+
+    def _threshold_in_force(self) -> tuple[float, str, Any]:
         if self._threshold is not None:
-            return self._threshold, "given to FacePipeline"
+            return self._threshold, "given to FacePipeline", None
+        if self.threshold_provider is not None:
+            calibrated = self.threshold_provider(self.model)
+            if calibrated is not None:
+                return calibrated.threshold, calibrated.source, calibrated
+        threshold, source = self._registry_threshold()
+        return threshold, source, None
+
+    def _registry_threshold(self) -> tuple[float, str]:
         spec = MODELS.get(self.embedder.name)
         if spec is not None and spec.default_threshold is not None:
             return spec.default_threshold, spec.threshold_source
@@ -214,7 +231,7 @@ class FacePipeline:
         timings["embed"] = _ms_since(t)
         similarity = float(np.dot(face1.embedding, face2.embedding))
         distance = 1.0 - similarity
-        threshold, source = self.threshold()
+        threshold, source, calibrated = self._threshold_in_force()
         timings["total"] = _ms_since(start)
         return Verification(
             verified=distance <= threshold,
@@ -225,6 +242,7 @@ class FacePipeline:
             faces=(face1, face2),
             timings_ms=timings,
             threshold_source=source,
+            confidence=None if calibrated is None else calibrated.confidence(distance),
         )
 
 

@@ -87,6 +87,8 @@ class Verification:
     faces: tuple[Face, Face]
     timings_ms: dict[str, float] = field(default_factory=dict)
     threshold_source: str = ""
+    # Calibrated P(same person | distance) when a calibration with a fitted curve is in force.
+    confidence: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -95,6 +97,7 @@ class Verification:
             "similarity": round(self.similarity, 6),
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
+            "confidence": None if self.confidence is None else round(self.confidence, 6),
             "model": self.model,
             "faces": [f.to_dict(with_embedding=False) for f in self.faces],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},

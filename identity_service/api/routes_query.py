@@ -144,11 +144,11 @@ def _verify_images(
     pipeline = rt.service.pipeline(coll.model if coll else None)
     result = pipeline.verify(_decode(rt, image1), _decode(rt, image2)).to_dict()
     if coll is not None:
-        threshold = rt.service.threshold(coll)
+        in_force = rt.service.threshold_in_force(coll)
         result.update(
-            threshold=threshold,
-            threshold_source=f"collection {coll.name}",
-            verified=float(result["distance"]) <= threshold,  # type: ignore[arg-type]
+            threshold=in_force.threshold,
+            threshold_source=in_force.source,
+            verified=float(result["distance"]) <= in_force.threshold,  # type: ignore[arg-type]
         )
     return result
 
@@ -164,13 +164,13 @@ def _verify_identity(rt: Runtime, who: Principal, p: VerifyParams, image: bytes)
     face = service.pipeline(coll.model).represent(_decode(rt, image), max_faces=1)[0]
     similarity = float(np.max(stored @ face.embedding))
     distance = 1.0 - similarity
-    threshold = service.threshold(coll)
+    in_force = service.threshold_in_force(coll)
     return {
-        "verified": distance <= threshold,
+        "verified": distance <= in_force.threshold,
         "distance": round(distance, 6),
         "similarity": round(similarity, 6),
-        "threshold": threshold,
-        "threshold_source": f"collection {coll.name}",
+        "threshold": in_force.threshold,
+        "threshold_source": in_force.source,
         "model": coll.model_tag,
         "faces": [face.to_dict(with_embedding=False)],
         "identity": p.identity,

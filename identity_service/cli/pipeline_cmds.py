@@ -87,8 +87,15 @@ def verify_command(
     threshold: float = typer.Option(None, help="cosine-distance threshold (default: calibrated)"),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Same person? Compares the centre-most face of each image."""
-    result = FacePipeline(detector, embedder, threshold=threshold).verify(image1, image2)
+    """Same person? Compares the centre-most face of each image, at the threshold of the newest
+    stored calibration of the model (else the model's shipped default)."""
+    if detector or threshold is not None:
+        result = FacePipeline(detector, embedder, threshold=threshold).verify(image1, image2)
+    else:
+        from ..service import FaceService
+
+        with FaceService() as service:
+            result = service.pipeline(embedder).verify(image1, image2)
     if json_out:
         print_json(result.to_dict())
         return

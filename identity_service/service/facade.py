@@ -15,6 +15,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..calibration import (
+    DEFAULT_FAR,
+    CalibrationRun,
+    InForce,
+    calibrate_pairset,
+    collection_pairs,
+    describe,
+    latest_for,
+    save_calibration,
+)
 from ..config import Settings, get_settings
 from ..embed import l2_normalise
 from ..errors import FaceIDError, ManyFacesError, ModelMismatchError, NoFaceError
@@ -51,20 +61,58 @@ class FaceService:
         with self._lock:
             if model not in self._pipelines:
                 self._pipelines[model] = FacePipeline(
-                    embedder=model, settings=self.settings, workers=self._workers
+                    embedder=model,
+                    settings=self.settings,
+                    workers=self._workers,
+                    threshold_provider=self._calibration_in_force,
                 )
             return self._pipelines[model]
 
     def threshold(self, collection: CollectionRecord) -> float:
+        return self.threshold_in_force(collection).threshold
+
+    def _calibration_in_force(self, model_tag: str) -> InForce | None:
+        """The newest model-wide calibration of a model (for ``pipeline(...).verify``)."""
+        record = latest_for(self.repo, model_tag)
+        return None if record is None else InForce(record.threshold, describe(record), record)
+
+    def threshold_in_force(self, collection: CollectionRecord) -> InForce:
+        """The threshold ``find`` uses and its source: the collection's own threshold, else the
+        newest calibration of its model (its own or model-wide), else the model's default."""
+        record = latest_for(self.repo, collection.model_tag, collection.id)
         if collection.threshold is not None:
-            return collection.threshold
+            if record is not None and record.threshold == collection.threshold:
+                return InForce(collection.threshold, describe(record), record)
+            return InForce(collection.threshold, f"collection {collection.name} threshold")
+        if record is not None:
+            return InForce(record.threshold, describe(record), record)
         spec = MODELS.get(collection.model)
         if spec is None or spec.default_threshold is None:
             raise FaceIDError(
                 f"collection {collection.name!r} has no threshold and model {collection.model} "
                 "ships none: calibrate one"
             )
-        return spec.default_threshold
+        return InForce(spec.default_threshold, spec.threshold_source)
+
+    def calibrate_collection(
+        self,
+        collection: str | CollectionRecord,
+        target_far: float = DEFAULT_FAR,
+        *,
+        max_pairs: int = 20_000,
+        n_boot: int = 1000,
+        seed: int = 0,
+        store: bool = True,
+        force: bool = False,
+        tenant: str = "default",
+    ) -> CalibrationRun:
+        """Calibrate on the collection's own identities; stored, it becomes its threshold
+        (``force`` stores one with too few impostor pairs to measure its FAR)."""
+        coll = self._coll(collection, tenant)
+        pairs = collection_pairs(self.repo, coll.id, max_pairs=max_pairs, seed=seed)
+        cal = calibrate_pairset(pairs, coll.model_tag, target_far=target_far, n_boot=n_boot)
+        record = save_calibration(self.repo, cal, coll.id, force=force) if store else None
+        return CalibrationRun(cal, pairs, record)
 
     # -- collections -------------------------------------------------------------------------
     def create_collection(

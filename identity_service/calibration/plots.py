@@ -1,0 +1,86 @@
+"""ROC, DET and distance-histogram PNGs (matplotlib, imported only when plotting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .core import Calibration, logistic, roc_curve
+
+
+def write_plots(
+    distances: np.ndarray, same: np.ndarray, cal: Calibration, out_dir: Path
+) -> list[Path]:
+    """Write ``roc.png``, ``det.png`` and ``distances.png`` into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    d = np.asarray(distances, dtype=np.float64)
+    s = np.asarray(same, dtype=bool)
+    _, far, tar = roc_curve(d, s)
+    title = f"{cal.model} on {cal.dataset}"
+    label = f"threshold {cal.threshold:.4f} (FAR {cal.far:.2g}, TAR {cal.tar:.4f})"
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    floor = 0.5 / cal.n_impostor
+    ax.plot(np.maximum(far, floor), tar, lw=1.5)
+    ax.scatter([max(cal.far, floor)], [cal.tar], color="red", zorder=3, label=label)
+    ax.axvline(cal.target_far, color="grey", ls=":", label=f"target FAR {cal.target_far:g}")
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("true accept rate (TAR)")
+    ax.set_title(f"ROC: {title} (AUC {cal.auc:.4f})", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    paths.append(_save(fig, out_dir / "roc.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    frr = 1.0 - tar
+    fl_far, fl_frr = 0.5 / cal.n_impostor, 0.5 / cal.n_genuine
+    ax.plot(np.maximum(far, fl_far), np.maximum(frr, fl_frr), lw=1.5)
+    ax.scatter(
+        [max(cal.far, fl_far)], [max(1 - cal.tar, fl_frr)], color="red", zorder=3, label=label
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(fl_far, 1)
+    ax.set_ylim(fl_frr, 1)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.set_ylabel("false reject rate (FRR)")
+    ax.set_title(f"DET: {title}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    paths.append(_save(fig, out_dir / "det.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.linspace(float(d.min()), float(d.max()), 60)
+    ax.hist(d[s], bins=bins, alpha=0.6, density=True, label=f"genuine ({cal.n_genuine})")
+    ax.hist(d[~s], bins=bins, alpha=0.6, density=True, label=f"impostor ({cal.n_impostor})")
+    ax.axvline(cal.threshold, color="red", label=label)
+    ax.axvspan(*cal.threshold_ci, color="red", alpha=0.12, label="threshold 95% CI")
+    ax.set_xlabel("cosine distance")
+    ax.set_ylabel("density")
+    ax2 = ax.twinx()
+    xs = np.linspace(bins[0], bins[-1], 200)
+    ax2.plot(xs, logistic(*cal.logistic, xs), color="black", lw=1, ls="--")
+    ax2.set_ylabel("fitted P(same | distance)")
+    ax2.set_ylim(0, 1.02)
+    ax.set_title(f"distances: {title}", fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    paths.append(_save(fig, out_dir / "distances.png"))
+    return paths
+
+
+def _save(fig: object, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=110)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return path
