@@ -211,6 +211,21 @@ class FacePipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- attributes ----------------------------------------------------------------------------
+    def analyze(
+        self,
+        image: ImageInput,
+        actions: Sequence[str] = ("age", "gender", "emotion", "race"),
+        max_faces: int | None = None,
+    ) -> list[Any]:
+        """Age, gender, emotion and race of every face (``Analysis`` each, centre-most first).
+
+        See :mod:`identity_service.attributes`; for many images use its ``analyze_images``.
+        """
+        from .attributes import analyze_image
+
+        return analyze_image(self, image, actions, max_faces=max_faces)
+
     # -- verify --------------------------------------------------------------------------------
     def verify(self, image1: ImageInput, image2: ImageInput) -> Verification:
         """Same person? Uses the centre-most face of each image."""

@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from ..errors import FaceIDError
 from . import (  # noqa: F401  (register verbs)
+    analyze_cmds,
     calibrate_cmds,
     eval_cmds,
     gallery_cmds,

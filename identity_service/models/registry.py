@@ -169,6 +169,39 @@ MODELS: dict[str, ModelSpec] = {
             description="7-class facial expression, 112x112 ArcFace-aligned input",
             input_size=(112, 112),
         ),
+        *(
+            ModelSpec(
+                name=f"faceid-attr-{action}",
+                version="1",
+                kind="attribute",
+                files=(ModelFile(filename=f"faceid-attr-{action}.npz", sha256=None, url=None),),
+                licence=licence,
+                description=f"{what} head (MLP 128-256-k, numpy) on dlib-resnet-v1-tta8 "
+                f"embeddings; trained by `faceid train-attributes` on {data}, written to "
+                "<data_dir>/cache/models (not shipped)",
+                extra={"trained_by": "faceid train-attributes", "data": data},
+            )
+            for action, what, data, licence in (
+                (
+                    "age",
+                    "age (101 one-year bins, expectation)",
+                    "UTKFace train split (80% by file)",
+                    "weights: trained on UTKFace, non-commercial research use only",
+                ),
+                (
+                    "gender",
+                    "gender (male/female)",
+                    "UTKFace train split + LFW gender.csv train people",
+                    "weights: trained on UTKFace (non-commercial research) and LFW (research)",
+                ),
+                (
+                    "race",
+                    "race (5 UTKFace groups)",
+                    "UTKFace train split (80% by file)",
+                    "weights: trained on UTKFace, non-commercial research use only",
+                ),
+            )
+        ),
     ]
 }
 

@@ -1,0 +1,234 @@
+"""Age, gender, race and emotion per face, for :meth:`FacePipeline.analyze`.
+
+Age, gender and race come from small heads on the pipeline's own face embedding (one forward
+pass serves identity and attributes); the heads must have been trained on the same embedder.
+Emotion comes from the FER model on the ArcFace-aligned 112x112 crop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from ..errors import FaceIDError, ModelMismatchError, NoFaceError
+from ..imaging import ImageInput, load_image
+from ..types import Box
+from .heads import Head, age_from_probabilities, load_head
+
+if TYPE_CHECKING:
+    from ..pipeline import FacePipeline
+
+ACTIONS = ("age", "gender", "emotion", "race")
+# Smaller images (e.g. 48x48 FER2013 faces) are upscaled before detection.
+MIN_SIDE = 192
+
+
+@dataclass
+class Attribute:
+    value: Any  # a class name, or the age in years
+    scores: dict[str, float]  # class -> probability (sums to 1); for age, per year 0..100
+
+    def to_dict(self) -> dict[str, object]:
+        return {"value": self.value, "scores": self.scores}
+
+
+@dataclass
+class Analysis:
+    index: int
+    box: Box
+    detection_score: float
+    face_source: str  # "detected" | "whole-image" (no face found; the image taken as the face)
+    age: Attribute | None = None
+    gender: Attribute | None = None
+    emotion: Attribute | None = None
+    race: Attribute | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self, age_scores: bool = False) -> dict[str, object]:
+        out: dict[str, object] = {
+            "index": self.index,
+            "box": self.box.to_list(),
+            "detection_score": self.detection_score,
+            "face_source": self.face_source,
+        }
+        for name in ACTIONS:
+            attr = getattr(self, name)
+            if attr is None:
+                continue
+            d = attr.to_dict()
+            if name == "age" and not age_scores:
+                d.pop("scores")
+            out[name] = d
+        return out
+
+
+class AttributeModels:
+    """The heads and the FER model, loaded once per pipeline."""
+
+    def __init__(self, pipeline: FacePipeline) -> None:
+        self.pipeline = pipeline
+        self.heads: dict[str, Head] = {}
+        self.emotion = None
+
+    def head(self, action: str) -> Head:
+        if action not in self.heads:
+            head = load_head(action, self.pipeline.settings)
+            trained_on = head.meta.get("embedder")
+            if trained_on != self.pipeline.model:
+                raise ModelMismatchError(
+                    f"the {action} head was trained on {trained_on} embeddings but this pipeline "
+                    f"embeds with {self.pipeline.model}; use that embedder or retrain with "
+                    "`faceid train-attributes --embedder ...`",
+                    head=action,
+                    head_embedder=trained_on,
+                    pipeline_embedder=self.pipeline.model,
+                )
+            self.heads[action] = head
+        return self.heads[action]
+
+    def emotion_model(self):
+        if self.emotion is None:
+            from .emotion import EmotionModel
+
+            self.emotion = EmotionModel(self.pipeline.settings)
+        return self.emotion
+
+
+def models_for(pipeline: FacePipeline) -> AttributeModels:
+    models = getattr(pipeline, "_attribute_models", None)
+    if models is None:
+        models = AttributeModels(pipeline)
+        pipeline._attribute_models = models  # type: ignore[attr-defined]
+    return models
+
+
+def _upscaled(array: np.ndarray) -> np.ndarray:
+    side = min(array.shape[:2])
+    if side >= MIN_SIDE:
+        return array
+    scale = MIN_SIDE / side
+    return cv2.resize(array, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+
+
+def _check_actions(actions: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(actions, str):
+        actions = (actions,)
+    bad = [a for a in actions if a not in ACTIONS]
+    if bad or not actions:
+        raise FaceIDError(f"unknown action(s) {bad}; choose from {', '.join(ACTIONS)}")
+    return tuple(dict.fromkeys(actions))
+
+
+def analyze_images(
+    pipeline: FacePipeline,
+    images: Sequence[ImageInput],
+    actions: Sequence[str] = ACTIONS,
+    *,
+    max_faces: int | None = None,
+    on_no_face: str = "error",
+) -> list[list[Analysis] | FaceIDError]:
+    """Analyse many images; heads run as one batch. Each entry is its faces or its typed error.
+
+    ``on_no_face="whole-image"`` takes an image without a detected face as the face itself
+    (for pre-cropped faces such as FER2013's): resized to 112x112 for emotion, face assumed at
+    the centre for the embedding heads.
+    """
+    from ..eval.lfw import assumed_centre_detection
+    from ..pipeline import ExtractedFace
+
+    actions = _check_actions(actions)
+    models = models_for(pipeline)
+    heads = {a: models.head(a) for a in actions if a != "emotion"}
+    emotion = models.emotion_model() if "emotion" in actions else None
+
+    per_image: list[list[ExtractedFace] | FaceIDError] = []
+    arrays: list[np.ndarray | None] = []
+    sources: list[str] = []
+    for image in images:
+        try:
+            array = _upscaled(load_image(image))
+            faces = pipeline.extract_faces(array, max_faces)
+            source = "detected"
+            if not faces:
+                if on_no_face != "whole-image":
+                    raise NoFaceError("no face found in the image")
+                det = assumed_centre_detection(array.shape[1], array.shape[0])
+                faces = [ExtractedFace(0, det, pipeline.embedder.crop(array, det))]
+                source = "whole-image"
+            per_image.append(faces)
+            arrays.append(array)
+            sources.append(source)
+        except FaceIDError as exc:
+            per_image.append(exc)
+            arrays.append(None)
+            sources.append("")
+
+    ok = [f for f in per_image if not isinstance(f, FaceIDError)]
+    embedded = pipeline._embed_extracted(ok) if heads else [[None] * len(f) for f in ok]
+    flat_emb = [face.embedding for row in embedded for face in row if face is not None]
+    probs = {a: h.probabilities(np.stack(flat_emb)) for a, h in heads.items()} if flat_emb else {}
+
+    crops: list[np.ndarray] = []
+    if emotion is not None:
+        for faces, array, source in zip(per_image, arrays, sources, strict=True):
+            if isinstance(faces, FaceIDError):
+                continue
+            for f in faces:
+                if source == "whole-image":
+                    crops.append(cv2.resize(array, (112, 112), interpolation=cv2.INTER_AREA))
+                else:
+                    crops.append(emotion.crop(array, f.detection.landmarks))
+    emo = emotion.probabilities(crops) if emotion is not None and crops else None
+
+    out: list[list[Analysis] | FaceIDError] = []
+    pos = 0
+    for faces, source in zip(per_image, sources, strict=True):
+        if isinstance(faces, FaceIDError):
+            out.append(faces)
+            continue
+        row = []
+        for f in faces:
+            a = Analysis(
+                index=f.index,
+                box=f.detection.box,
+                detection_score=float(f.detection.score),
+                face_source=source,
+            )
+            for action, head in heads.items():
+                p = probs[action][pos]
+                scores = {c: float(v) for c, v in zip(head.classes, p, strict=True)}
+                if action == "age":
+                    value: Any = round(float(age_from_probabilities(p[None])[0]), 1)
+                else:
+                    value = head.classes[int(np.argmax(p))]
+                setattr(a, action, Attribute(value, scores))
+            if emo is not None:
+                from .data import EMOTIONS
+
+                p = emo[pos]
+                a.emotion = Attribute(
+                    EMOTIONS[int(np.argmax(p))],
+                    {c: float(v) for c, v in zip(EMOTIONS, p, strict=True)},
+                )
+            row.append(a)
+            pos += 1
+        out.append(row)
+    return out
+
+
+def analyze_image(
+    pipeline: FacePipeline,
+    image: ImageInput,
+    actions: Sequence[str] = ACTIONS,
+    *,
+    max_faces: int | None = None,
+    on_no_face: str = "error",
+) -> list[Analysis]:
+    result = analyze_images(pipeline, [image], actions, max_faces=max_faces, on_no_face=on_no_face)
+    if isinstance(result[0], FaceIDError):
+        raise result[0]
+    return result[0]

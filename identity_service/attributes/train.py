@@ -1,0 +1,182 @@
+"""``faceid train-attributes``: train the age, gender and race heads on shared data.
+
+Data (under ``<shared>/data``): UTKFace (age, gender, race; 80/20 split by file, seeded, since
+UTKFace has no identity labels) and LFW ``gender.csv`` (gender; 80/20 split by person). Heads
+are trained on the train sides only; the figures printed are on the held-out sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import (
+    GENDERS,
+    RACES,
+    SEED,
+    embed_folder,
+    is_test,
+    person_of,
+    read_lfw_gender,
+    read_utkface,
+)
+from .heads import AGE_BINS, HEAD_FILES, Head, age_from_probabilities, heads_dir, train_head
+
+AGE_BANDS = ((0, 9), (10, 19), (20, 39), (40, 59), (60, 200))
+
+
+@dataclass
+class AttributeData:
+    utk_x: np.ndarray
+    utk_age: np.ndarray
+    utk_gender: np.ndarray
+    utk_race: np.ndarray
+    utk_test: np.ndarray  # bool
+    utk_how: list[str]
+    lfw_x: np.ndarray
+    lfw_gender: np.ndarray
+    lfw_test: np.ndarray
+    lfw_people: int
+    embedder: str
+    seed: int
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "embedder": self.embedder,
+            "split_seed": self.seed,
+            "utkface": {
+                "images": len(self.utk_age),
+                "train": int((~self.utk_test).sum()),
+                "test": int(self.utk_test.sum()),
+                "split": "80/20 by file (UTKFace has no identity labels)",
+                "no_face_detected": sum(h != "detected" for h in self.utk_how),
+            },
+            "lfw_gender": {
+                "images": len(self.lfw_gender),
+                "people": self.lfw_people,
+                "train": int((~self.lfw_test).sum()),
+                "test": int(self.lfw_test.sum()),
+                "split": "80/20 by person (people-disjoint)",
+            },
+        }
+
+
+def load_data(
+    pipeline, shared_dir: Path, cache_dir: Path, seed: int = SEED, progress: Callable | None = None
+) -> AttributeData:
+    utk_dir = shared_dir / "data" / "utkface"
+    items = read_utkface(utk_dir)
+    utk_x, utk_how = embed_folder(
+        pipeline, "utkface", utk_dir, [i.relpath for i in items], cache_dir, progress
+    )
+    lfw_dir = shared_dir / "data" / "lfw"
+    lfw = read_lfw_gender(lfw_dir)
+    # "lfw-all": the cache `faceid` already keeps for every LFW image with this pipeline
+    lfw_x, _ = embed_folder(
+        pipeline, "lfw-all", lfw_dir / "images", [p for p, _ in lfw], cache_dir, progress
+    )
+    ok_u = np.isfinite(utk_x).all(axis=1)
+    ok_l = np.isfinite(lfw_x).all(axis=1)
+    items = [i for i, k in zip(items, ok_u, strict=True) if k]
+    lfw = [x for x, k in zip(lfw, ok_l, strict=True) if k]
+    return AttributeData(
+        utk_x=utk_x[ok_u],
+        utk_age=np.array([i.age for i in items]),
+        utk_gender=np.array([i.gender for i in items]),
+        utk_race=np.array([i.race for i in items]),
+        utk_test=np.array([is_test(i.relpath, seed) for i in items]),
+        utk_how=[h for h, k in zip(utk_how, ok_u, strict=True) if k],
+        lfw_x=lfw_x[ok_l],
+        lfw_gender=np.array([g for _, g in lfw]),
+        lfw_test=np.array([is_test(person_of(p), seed) for p, _ in lfw]),
+        lfw_people=len({person_of(p) for p, _ in lfw}),
+        embedder=pipeline.model,
+        seed=seed,
+    )
+
+
+def train_heads(data: AttributeData, seed: int = SEED, epochs: int = 300) -> dict[str, Head]:
+    tr_u, tr_l = ~data.utk_test, ~data.lfw_test
+    gx = np.concatenate([data.utk_x[tr_u], data.lfw_x[tr_l]])
+    gy = np.concatenate([data.utk_gender[tr_u], data.lfw_gender[tr_l]])
+    race_ok = tr_u & (data.utk_race >= 0)
+    heads = {
+        "gender": train_head(gx, gy, GENDERS, "gender", seed=seed, epochs=epochs),
+        "race": train_head(
+            data.utk_x[race_ok], data.utk_race[race_ok], RACES, "race", seed=seed, epochs=epochs
+        ),
+        "age": train_head(
+            data.utk_x[tr_u],
+            np.clip(data.utk_age[tr_u], 0, AGE_BINS - 1),
+            tuple(str(a) for a in range(AGE_BINS)),
+            "age",
+            seed=seed,
+            epochs=epochs,
+            age_sigma=2.5,
+        ),
+    }
+    return heads
+
+
+def _acc(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:
+    return {"accuracy": float((pred == y).mean()) if len(y) else float("nan"), "n": len(y)}
+
+
+def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, object]:
+    """Figures on the held-out sides only."""
+    te_u, te_l = data.utk_test, data.lfw_test
+    out: dict[str, object] = {}
+    if "gender" in heads:
+        g = heads["gender"]
+        pl = g.probabilities(data.lfw_x[te_l]).argmax(1)
+        pu = g.probabilities(data.utk_x[te_u]).argmax(1)
+        yu, age = data.utk_gender[te_u], data.utk_age[te_u]
+        out["gender"] = {
+            "lfw_people_disjoint": _acc(pl, data.lfw_gender[te_l]),
+            "utkface_all": _acc(pu, yu),
+            "utkface_adults_18plus": _acc(pu[age >= 18], yu[age >= 18]),
+            "utkface_under_10": _acc(pu[age < 10], yu[age < 10]),
+        }
+    if "age" in heads:
+        pred = age_from_probabilities(heads["age"].probabilities(data.utk_x[te_u]))
+        y = data.utk_age[te_u]
+        err = np.abs(pred - y)
+        bands = {}
+        for lo, hi in AGE_BANDS:
+            m = (y >= lo) & (y <= hi)
+            name = f"{lo}-{hi}" if hi < 200 else f"{lo}+"
+            bands[name] = {"mae": float(err[m].mean()) if m.any() else None, "n": int(m.sum())}
+        out["age"] = {"utkface_mae": float(err.mean()), "n": len(y), "bands": bands}
+    if "race" in heads:
+        m = te_u & (data.utk_race >= 0)
+        pred = heads["race"].probabilities(data.utk_x[m]).argmax(1)
+        y = data.utk_race[m]
+        recall = {
+            RACES[k]: {"recall": float((pred[y == k] == k).mean()), "n": int((y == k).sum())}
+            for k in range(len(RACES))
+            if (y == k).any()
+        }
+        out["race"] = {"utkface": _acc(pred, y), "per_group_recall": recall}
+    return out
+
+
+def save_heads(
+    heads: dict[str, Head], data: AttributeData, metrics: dict[str, object], settings
+) -> dict[str, Path]:
+    paths = {}
+    for action, head in heads.items():
+        head.meta.update(
+            {
+                "embedder": data.embedder,
+                "trained_by": "faceid train-attributes",
+                "data": data.describe(),
+                "licence": "weights trained on UTKFace (non-commercial research only)"
+                + ("; LFW gender labels (research)" if action == "gender" else ""),
+                "heldout_metrics": metrics.get(action),
+            }
+        )
+        paths[action] = head.save(heads_dir(settings) / HEAD_FILES[action])
+    return paths
