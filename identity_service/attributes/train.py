@@ -98,7 +98,7 @@ def load_data(
     )
 
 
-def train_heads(data: AttributeData, seed: int = SEED, epochs: int = 300) -> dict[str, Head]:
+def train_heads(data: AttributeData, seed: int = SEED, epochs: int = 1000) -> dict[str, Head]:
     tr_u, tr_l = ~data.utk_test, ~data.lfw_test
     gx = np.concatenate([data.utk_x[tr_u], data.lfw_x[tr_l]])
     gy = np.concatenate([data.utk_gender[tr_u], data.lfw_gender[tr_l]])

@@ -230,6 +230,11 @@ def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | No
     looked.append(str(cached))
     if cached.is_file():
         return cached, looked
+    # Files faceid derives or trains itself (ONNX conversions, attribute heads) live here.
+    derived = settings.cache_dir / "models" / file.filename
+    looked.append(str(derived))
+    if derived.is_file():
+        return derived, looked
     if file.package:
         pkg_dir = _package_dir(file.package)
         if pkg_dir is None:
