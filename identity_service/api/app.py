@@ -14,7 +14,14 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..config import Settings
 from ..service import FaceService
-from . import handlers, routes_collections, routes_enroll, routes_health, routes_query
+from . import (
+    handlers,
+    routes_analyze,
+    routes_collections,
+    routes_enroll,
+    routes_health,
+    routes_query,
+)
 from .deps import Runtime
 from .middleware import GuardMiddleware, TimingMiddleware
 from .schemas import ErrorOut
@@ -64,7 +71,7 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
     )
     app.state.runtime = rt
     handlers.install(app)
-    for module in (routes_collections, routes_enroll, routes_query):
+    for module in (routes_collections, routes_enroll, routes_query, routes_analyze):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(routes_health.router)
     # Outermost first: the guard refuses oversized bodies before anything is timed or parsed.

@@ -19,6 +19,7 @@ from ..api.errors import (
 )
 from .core import ApiError, ClientImage, FaceIDClient, image_part, raise_for_error
 from .models import (
+    Analysis,
     Collection,
     EnrollResult,
     FaceInfo,
@@ -31,6 +32,7 @@ from .models import (
 )
 
 __all__ = [
+    "Analysis",
     "ApiError",
     "AuthenticationError",
     "ClientImage",

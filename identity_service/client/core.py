@@ -17,6 +17,7 @@ from PIL import Image
 from ..api.errors import error_classes
 from ..errors import FaceIDError
 from .models import (
+    Analysis,
     Collection,
     EnrollResult,
     FaceInfo,
@@ -293,6 +294,19 @@ class FaceIDClient:
             data["collection"] = collection
         d = self._json("POST", "/v1/represent", data=data, files={"image": image_part(image)})
         return [FaceInfo.from_dict(f) for f in d["faces"]]
+
+    def analyze(
+        self,
+        image: ClientImage,
+        actions: tuple[str, ...] = ("age", "gender", "emotion", "race"),
+        max_faces: int | None = None,
+    ) -> list[Analysis]:
+        """Age, gender, emotion and race of every face, centre-most first."""
+        data = {"actions": ",".join(actions)}
+        if max_faces is not None:
+            data["max_faces"] = str(max_faces)
+        d = self._json("POST", "/v1/analyze", data=data, files={"image": image_part(image)})
+        return [Analysis.from_dict(f) for f in d["faces"]]
 
 
 def _seg(value: str) -> str:

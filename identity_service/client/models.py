@@ -51,6 +51,31 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """One face's attributes; each is ``{"value": ..., "scores": {...}}`` as the API sends it."""
+
+    index: int
+    box: list[float]
+    face_source: str
+    age: dict[str, Any] | None = None
+    gender: dict[str, Any] | None = None
+    emotion: dict[str, Any] | None = None
+    race: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Analysis:
+        return cls(
+            index=d["index"],
+            box=d["box"],
+            face_source=d.get("face_source", "detected"),
+            age=d.get("age"),
+            gender=d.get("gender"),
+            emotion=d.get("emotion"),
+            race=d.get("race"),
+        )
+
+
+@dataclass(frozen=True)
 class FaceInfo:
     index: int
     box: list[float]
