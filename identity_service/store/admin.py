@@ -46,10 +46,16 @@ class AdminMixin(JobPartsMixin):
     # ---- jobs -------------------------------------------------------------------------
 
     def create_job(
-        self, kind: str, params: dict[str, Any] | None = None, job_id: str | None = None
+        self,
+        kind: str,
+        params: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        status: str = "pending",
     ) -> JobRecord:
-        """A pending job; ``job_id`` defaults to a fresh uuid (a Celery task id may be passed)."""
-        row = Job(id=job_id or uuid.uuid4().hex, kind=kind, params=dict(params or {}))
+        """A new job; ``job_id`` defaults to a fresh uuid (a Celery task id may be passed)."""
+        row = Job(
+            id=job_id or uuid.uuid4().hex, kind=kind, status=status, params=dict(params or {})
+        )
         try:
             with self._tx(write=True) as s:
                 s.add(row)

@@ -268,11 +268,4 @@ class JobPartsMixin(StoreBase):
         self, kind: str, params: dict[str, Any], job_id: str | None = None
     ) -> JobRecord:
         """A queued job run by one task (``params["task"]`` names it)."""
-        row = Job(id=job_id or uuid.uuid4().hex, kind=kind, status="queued", params=dict(params))
-        try:
-            with self._tx(write=True) as s:
-                s.add(row)
-                s.flush()
-                return _to_job(row)
-        except IntegrityError as exc:
-            raise DuplicateError(f"job {row.id!r} already exists", job_id=row.id) from exc
+        return self.create_job(kind, params, job_id, status="queued")  # type: ignore[attr-defined]
