@@ -1,7 +1,16 @@
 """Face attributes: age, gender, race heads on face embeddings, and emotion (FER ONNX)."""
 
 from .analyze import ACTIONS, Analysis, Attribute, analyze_image, analyze_images
-from .heads import HEAD_FILES, Head, heads_dir, load_head, train_head
+from .heads import (
+    HEAD_FILES,
+    Head,
+    HeadInfo,
+    MlpWeights,
+    describe_heads,
+    heads_dir,
+    load_head,
+    train_head,
+)
 
 __all__ = [
     "ACTIONS",
@@ -9,8 +18,11 @@ __all__ = [
     "Analysis",
     "Attribute",
     "Head",
+    "HeadInfo",
+    "MlpWeights",
     "analyze_image",
     "analyze_images",
+    "describe_heads",
     "heads_dir",
     "load_head",
     "train_head",

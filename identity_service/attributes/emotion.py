@@ -10,25 +10,17 @@ import numpy as np
 
 from ..align import arcface_crop
 from ..config import Settings, get_settings
-from ..embed.onnx_arcface import onnx_providers
-from ..errors import ModelError
 from ..models import MODELS
 from ..models.registry import resolve_file
 from .data import EMOTIONS
+from .runtime import ort_session
 
 
 class EmotionModel:
     def __init__(self, settings: Settings | None = None) -> None:
-        import onnxruntime as ort
-
         settings = settings or get_settings()
         path = resolve_file(MODELS["fer-mobilefacenet"].files[0], settings)
-        try:
-            self._session = ort.InferenceSession(
-                str(path), providers=onnx_providers(settings.device)
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelError(f"cannot load FER model {path}: {exc}") from exc
+        self._session = ort_session(path, settings.device, f"FER model {path}")
         self._input = self._session.get_inputs()[0].name
 
     @staticmethod

@@ -1,28 +1,47 @@
-"""Small MLP heads on the pipeline's 128-d face embeddings: trained with torch, run by numpy.
+"""Small MLP heads on the pipeline's 128-d face embeddings: trained with torch, run as ONNX.
 
 A head is one hidden layer (ReLU) and a softmax over its classes. The age head has 101 classes
-(0..100 years) and reports the expectation as the age. Weights and their provenance (data,
-seed, metrics, embedder) are one small ``.npz`` file in the model cache, written by
-``faceid train-attributes``; nothing trained is committed.
+(0..100 years) and reports the expectation as the age. Each head is one ONNX file in the model
+cache, ``faceid-attr-<action>.onnx``, written by ``faceid train-attributes``: the graph
+``embeddings (n, dim) float32 -> probabilities (n, classes)`` (Gemm, Relu, Gemm, Softmax), with
+its name, classes and provenance (data, seed, metrics, embedder, licence) in the model's
+``metadata_props``. Loading needs onnxruntime only, on CPU or CUDA as the ``device`` setting
+says. Heads from before ONNX (``.npz``) are converted once, on first load. Nothing trained is
+committed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..config import Settings, get_settings
-from ..errors import ModelFileMissingError
+from ..errors import ModelError, ModelFileMissingError
+from .runtime import ort_session
+
+log = logging.getLogger(__name__)
 
 HEAD_FILES = {
-    "age": "faceid-attr-age.npz",
-    "gender": "faceid-attr-gender.npz",
-    "race": "faceid-attr-race.npz",
+    "age": "faceid-attr-age.onnx",
+    "gender": "faceid-attr-gender.onnx",
+    "race": "faceid-attr-race.onnx",
 }
+LEGACY_SUFFIX = ".npz"  # the numpy format heads had before ONNX
 AGE_BINS = 101
+INPUT_NAME = "embeddings"
+OUTPUT_NAME = "probabilities"
+# opset 17 / IR 8 load on every onnxruntime pyproject allows (>= 1.17), as the dlib graph does.
+OPSET = 17
+IR_VERSION = 8
+FORMAT_VERSION = 1
+# metadata_props keys of our own; every other key is a provenance entry (values are JSON).
+NAME_KEY, CLASSES_KEY, FORMAT_KEY = "name", "classes", "faceid_head_format"
 
 
 def heads_dir(settings: Settings | None = None) -> Path:
@@ -31,69 +50,246 @@ def heads_dir(settings: Settings | None = None) -> Path:
 
 
 @dataclass
-class Head:
-    name: str
-    classes: tuple[str, ...]
+class MlpWeights:
+    """``softmax(relu(x @ w1 + b1) @ w2 + b2)``; ``w1`` is ``(dim, hidden)``."""
+
     w1: np.ndarray
     b1: np.ndarray
     w2: np.ndarray
     b2: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("w1", "b1", "w2", "b2"):
+            setattr(self, name, np.asarray(getattr(self, name), dtype=np.float32))
+
+
+def head_model(
+    name: str, classes: tuple[str, ...], weights: MlpWeights, meta: dict[str, object]
+) -> bytes:
+    """The serialized ONNX graph of a head (needs the ``onnx`` package; loading does not)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [
+        numpy_helper.from_array(getattr(weights, k), f"{name}_{k}")
+        for k in ("w1", "b1", "w2", "b2")
+    ]
+    nodes = [
+        helper.make_node("Gemm", [INPUT_NAME, f"{name}_w1", f"{name}_b1"], ["hidden_pre"]),
+        helper.make_node("Relu", ["hidden_pre"], ["hidden"]),
+        helper.make_node("Gemm", ["hidden", f"{name}_w2", f"{name}_b2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        f"faceid_attr_{name}",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", weights.w1.shape[0]])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["n", len(classes)])],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="faceid.attributes",
+        producer_version=str(FORMAT_VERSION),
+        doc_string=f"faceid {name} head: face embeddings -> class probabilities",
+    )
+    model.ir_version = IR_VERSION
+    _stamp(model, name, classes, meta)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _stamp(model: Any, name: str, classes: tuple[str, ...], meta: dict[str, object]) -> None:
+    from onnx import helper
+
+    reserved = {NAME_KEY, CLASSES_KEY, FORMAT_KEY} & set(meta)
+    if reserved:
+        raise ValueError(f"head metadata may not use the reserved keys {sorted(reserved)}")
+    props = {NAME_KEY: name, CLASSES_KEY: list(classes), FORMAT_KEY: FORMAT_VERSION, **meta}
+    del model.metadata_props[:]
+    helper.set_model_props(model, {k: json.dumps(v) for k, v in props.items()})
+
+
+@dataclass
+class Head:
+    """One head as an onnxruntime session; :meth:`probabilities` runs it."""
+
+    name: str
+    classes: tuple[str, ...]
+    model: bytes = field(repr=False)  # the serialized ONNX graph
     meta: dict[str, object] = field(default_factory=dict)
+    device: str = "cpu"
+    dim: int = field(init=False)
+    _session: Any = field(init=False, repr=False, compare=False)
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """``(N, 128)`` embeddings -> ``(N, classes)`` probabilities (rows sum to 1)."""
-        x = np.asarray(x, dtype=np.float32).reshape(-1, self.w1.shape[0])
-        h = np.maximum(x @ self.w1 + self.b1, 0.0)
-        z = h @ self.w2 + self.b2
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-
-    def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            w1=self.w1,
-            b1=self.b1,
-            w2=self.w2,
-            b2=self.b2,
-            classes=np.array(self.classes),
-            meta=np.array(json.dumps({"name": self.name, **self.meta})),
-        )
-        tmp.replace(path)
-        return path
+    def __post_init__(self) -> None:
+        # The heads are tiny: one thread beats a pool fighting over shared cores.
+        self._session = ort_session(self.model, self.device, f"the {self.name} head", threads=1)
+        self.dim = _check_graph(self._session, len(self.classes), self.name)
 
     @classmethod
-    def load(cls, path: Path) -> Head:
-        with np.load(path, allow_pickle=False) as data:
+    def from_weights(
+        cls,
+        name: str,
+        classes: tuple[str, ...],
+        weights: MlpWeights,
+        meta: dict[str, object] | None = None,
+        device: str = "cpu",
+    ) -> Head:
+        meta = dict(meta or {})
+        return cls(name, tuple(classes), head_model(name, classes, weights, meta), meta, device)
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> Head:
+        """Read a head file; needs onnxruntime only."""
+        model = path.read_bytes()
+        props = dict(ort_session(model, "cpu", str(path)).get_modelmeta().custom_metadata_map)
+        try:
+            meta = {k: json.loads(v) for k, v in props.items()}
+            name, classes = str(meta.pop(NAME_KEY)), tuple(map(str, meta.pop(CLASSES_KEY)))
+            meta.pop(FORMAT_KEY)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{path} is not a faceid attribute head (metadata {exc!r}); "
+                "re-run `faceid train-attributes`"
+            ) from exc
+        return cls(name, classes, model, meta, device)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """``(N, dim)`` embeddings -> ``(N, classes)`` probabilities (rows sum to 1)."""
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, self.dim)
+        if not len(x):
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    def save(self, path: Path) -> Path:
+        """Write the graph with the current :attr:`meta` stamped into its metadata."""
+        import onnx
+
+        model = onnx.load_from_string(self.model)
+        _stamp(model, self.name, self.classes, self.meta)
+        self.model = model.SerializeToString()
+        _atomic_write(path, self.model)
+        return path
+
+
+def _check_graph(session: Any, n_classes: int, name: str) -> int:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+        raise ModelError(f"the {name} head is not an `{INPUT_NAME} -> {OUTPUT_NAME}` graph")
+    dim, k = inputs[0].shape[-1], next(o for o in outputs if o.name == OUTPUT_NAME).shape[-1]
+    if not isinstance(dim, int) or k != n_classes:
+        raise ModelError(
+            f"the {name} head's graph {inputs[0].shape} -> [.., {k}] does not fit "
+            f"its {n_classes} classes"
+        )
+    return dim
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def convert_legacy_head(npz_path: Path, onnx_path: Path) -> Path:
+    """Write the ``.onnx`` of a head saved as ``.npz`` before ONNX; the ``.npz`` is kept."""
+    try:
+        with np.load(npz_path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             name = str(meta.pop("name"))
-            return cls(
-                name=name,
-                classes=tuple(str(c) for c in data["classes"]),
-                w1=data["w1"].astype(np.float32),
-                b1=data["b1"].astype(np.float32),
-                w2=data["w2"].astype(np.float32),
-                b2=data["b2"].astype(np.float32),
-                meta=meta,
-            )
+            classes = tuple(str(c) for c in data["classes"])
+            weights = MlpWeights(*(data[k] for k in ("w1", "b1", "w2", "b2")))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ModelError(
+            f"cannot convert the old head {npz_path} to ONNX ({exc}); "
+            "re-run `faceid train-attributes`"
+        ) from exc
+    meta["converted_from"] = npz_path.name
+    Head.from_weights(name, classes, weights, meta).save(onnx_path)
+    log.info("converted attribute head %s to %s", npz_path, onnx_path)
+    return onnx_path
 
 
-def age_from_probabilities(p: np.ndarray) -> np.ndarray:
-    return p @ np.arange(p.shape[1], dtype=np.float64)
-
-
-def load_head(action: str, settings: Settings | None = None) -> Head:
+def head_path(action: str, settings: Settings | None = None) -> Path:
+    """The head's ``.onnx`` file, converted from an old ``.npz`` beside it when only that exists."""
     path = heads_dir(settings) / HEAD_FILES[action]
+    legacy = path.with_suffix(LEGACY_SUFFIX)
+    if not path.is_file() and legacy.is_file():
+        convert_legacy_head(legacy, path)
     if not path.is_file():
         raise ModelFileMissingError(
             f"attribute head {action!r} not trained yet: {path} is missing; "
             "run `faceid train-attributes` to train it from the shared data",
             filename=path.name,
-            looked=[str(path)],
+            looked=[str(path), str(legacy)],
         )
-    return Head.load(path)
+    return path
+
+
+def load_head(action: str, settings: Settings | None = None) -> Head:
+    settings = settings or get_settings()
+    return Head.load(head_path(action, settings), settings.device)
+
+
+@dataclass
+class HeadInfo:
+    """What ``faceid models`` shows for one head: its file, provenance and held-out metrics."""
+
+    action: str
+    path: Path
+    present: bool
+    classes: tuple[str, ...] = ()
+    embedder: str | None = None
+    provenance: dict[str, object] = field(default_factory=dict)
+    metrics: object = None
+    legacy_path: Path | None = None  # an old .npz, converted to ONNX on first load
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "file": str(self.path),
+            "present": self.present,
+            "classes": list(self.classes),
+            "embedder": self.embedder,
+            "provenance": self.provenance,
+            "heldout_metrics": self.metrics,
+            "legacy_file": str(self.legacy_path) if self.legacy_path else None,
+            "error": self.error,
+        }
+
+
+def describe_heads(settings: Settings | None = None) -> list[HeadInfo]:
+    """Each head's file, provenance and metrics, read from its ONNX metadata; converts nothing."""
+    out = []
+    for action, filename in HEAD_FILES.items():
+        path = heads_dir(settings) / filename
+        legacy = path.with_suffix(LEGACY_SUFFIX)
+        info = HeadInfo(
+            action, path, path.is_file(), legacy_path=legacy if legacy.is_file() else None
+        )
+        if info.present:
+            try:
+                head = Head.load(path)
+            except ModelError as exc:
+                info.error = str(exc)
+            else:
+                info.classes, info.provenance = head.classes, dict(head.meta)
+                info.metrics = info.provenance.pop("heldout_metrics", None)
+                info.embedder = _str_or_none(head.meta.get("embedder"))
+        out.append(info)
+    return out
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def age_from_probabilities(p: np.ndarray) -> np.ndarray:
+    return p @ np.arange(p.shape[1], dtype=np.float64)
 
 
 def train_head(
@@ -117,19 +313,20 @@ def train_head(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(x, y, classes, name, seed, hidden, epochs, lr, weight_decay, age_sigma)
+        weights = _train(x, y, len(classes), seed, hidden, epochs, lr, weight_decay, age_sigma)
     finally:
         torch.set_num_threads(threads)
+    meta = {"seed": seed, "hidden": hidden, "epochs": epochs}
+    return Head.from_weights(name, tuple(classes), weights, meta)
 
 
-def _train(x, y, classes, name, seed, hidden, epochs, lr, weight_decay, age_sigma) -> Head:
+def _train(x, y, k, seed, hidden, epochs, lr, weight_decay, age_sigma) -> MlpWeights:
     import torch
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     xt = torch.as_tensor(np.asarray(x, np.float32))
     yt = torch.as_tensor(np.asarray(y, np.int64))
-    k = len(classes)
     model = torch.nn.Sequential(
         torch.nn.Linear(xt.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k)
     )
@@ -156,12 +353,9 @@ def _train(x, y, classes, name, seed, hidden, epochs, lr, weight_decay, age_sigm
             loss = torch.nn.functional.cross_entropy(logits, yt, weight=weight)
         loss.backward()
         opt.step()
-    return Head(
-        name=name,
-        classes=classes,
+    return MlpWeights(
         w1=model[0].weight.detach().numpy().T.copy(),
         b1=model[0].bias.detach().numpy().copy(),
         w2=model[2].weight.detach().numpy().T.copy(),
         b2=model[2].bias.detach().numpy().copy(),
-        meta={"seed": seed, "hidden": hidden, "epochs": epochs},
     )

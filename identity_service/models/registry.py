@@ -174,9 +174,9 @@ MODELS: dict[str, ModelSpec] = {
                 name=f"faceid-attr-{action}",
                 version="1",
                 kind="attribute",
-                files=(ModelFile(filename=f"faceid-attr-{action}.npz", sha256=None, url=None),),
+                files=(ModelFile(filename=f"faceid-attr-{action}.onnx", sha256=None, url=None),),
                 licence=licence,
-                description=f"{what} head (MLP 128-256-k, numpy) on dlib-resnet-v1-tta8 "
+                description=f"{what} head (MLP 128-256-k, ONNX) on dlib-resnet-v1-tta8 "
                 f"embeddings; trained by `faceid train-attributes` on {data}, written to "
                 "<data_dir>/cache/models (not shipped)",
                 extra={"trained_by": "faceid train-attributes", "data": data},

@@ -1,4 +1,4 @@
-"""analyze on real faces: tiny heads for the plumbing; the trained heads when present."""
+"""analyze on real faces: tiny heads for the plumbing; heads trained here on a real sample."""
 
 from __future__ import annotations
 
@@ -6,10 +6,26 @@ import numpy as np
 import pytest
 
 from identity_service import FacePipeline
-from identity_service.attributes import analyze_images, train_head
+from identity_service.attributes import HEAD_FILES, analyze_images, describe_heads, train_head
 from identity_service.attributes.analyze import models_for
-from identity_service.attributes.data import EMOTIONS, GENDERS, RACES
-from identity_service.attributes.heads import AGE_BINS, HEAD_FILES, heads_dir
+from identity_service.attributes.data import (
+    EMOTIONS,
+    GENDERS,
+    RACES,
+    SEED,
+    embed_folder,
+    is_test,
+    person_of,
+    read_lfw_gender,
+    read_utkface,
+)
+from identity_service.attributes.heads import AGE_BINS
+from identity_service.attributes.train import (
+    AttributeData,
+    evaluate_heads,
+    save_heads,
+    train_heads,
+)
 from identity_service.config import get_settings
 from identity_service.errors import NoFaceError
 
@@ -68,20 +84,75 @@ def test_no_face_is_typed_and_whole_image_fallback(tiny_pipeline):
     assert sum(faces[0].emotion.scores.values()) == pytest.approx(1.0)
 
 
-@pytest.mark.skipif(
-    not all((heads_dir() / f).is_file() for f in HEAD_FILES.values()),
-    reason="attribute heads not trained here (run `faceid train-attributes`)",
-)
-def test_trained_heads_are_plausible_on_a_known_adult(lfw_image):
-    # Jean Chretien (born 1934), photographed 2001-2004 at about 68, on the held-out side of
-    # the LFW people split.
-    from identity_service.attributes.data import is_test
+def _sample(items: list, n: int) -> list:
+    """``n`` items spread evenly over a sorted list (UTKFace names start with the age)."""
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)]
 
+
+@pytest.fixture(scope="module")
+def trained_pipeline(tmp_path_factory):
+    """Heads trained here as `faceid train-attributes` does, on a small real sample.
+
+    30 + 30 LFW people of the train side (one image each; gender from gender.csv) and 40
+    UTKFace images (age, gender, race), embedded by the default pipeline into a temporary
+    cache. The heads are saved as ONNX into that cache and loaded back by ``analyze``.
+    """
+    settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("faceid")})
+    pipeline = FacePipeline(settings=settings)
+    cache = settings.cache_dir
+
+    lfw = [(p, g) for p, g in read_lfw_gender(settings.lfw_dir) if p.endswith("_0001.jpg")]
+    lfw = [(p, g) for p, g in lfw if not is_test(person_of(p))]
+    lfw = _sample([x for x in lfw if x[1] == 0], 30) + _sample([x for x in lfw if x[1] == 1], 30)
+    lfw_x, _ = embed_folder(
+        pipeline, "lfw", settings.lfw_dir / "images", [p for p, _ in lfw], cache
+    )
+    utk_dir = settings.shared_dir / "data" / "utkface"
+    utk = _sample([i for i in read_utkface(utk_dir) if i.race >= 0], 40)
+    utk_x, utk_how = embed_folder(pipeline, "utk", utk_dir, [i.relpath for i in utk], cache)
+    data = AttributeData(
+        utk_x=utk_x,
+        utk_age=np.array([i.age for i in utk]),
+        utk_gender=np.array([i.gender for i in utk]),
+        utk_race=np.array([i.race for i in utk]),
+        utk_test=np.array([is_test(i.relpath) for i in utk]),
+        utk_how=utk_how,
+        lfw_x=lfw_x,
+        lfw_gender=np.array([g for _, g in lfw]),
+        lfw_test=np.zeros(len(lfw), bool),
+        lfw_people=len(lfw),
+        embedder=pipeline.model,
+        seed=SEED,
+    )
+    assert np.isfinite(data.utk_x).all() and np.isfinite(data.lfw_x).all()
+    heads = train_heads(data, epochs=200)
+    paths = save_heads(heads, data, evaluate_heads(heads, data), settings)
+    assert {p.name for p in paths.values()} == set(HEAD_FILES.values())
+    return pipeline
+
+
+def test_trained_heads_are_plausible_on_a_known_adult(trained_pipeline, lfw_image):
+    # Jean Chretien (born 1934), photographed 2001-2004 at about 68, on the held-out side of
+    # the LFW people split, so not among the training images.
     assert is_test("Jean_Chretien")
-    pipeline = FacePipeline()
-    (face,) = pipeline.analyze(lfw_image("Jean_Chretien", 1), max_faces=1)
+    (face,) = trained_pipeline.analyze(lfw_image("Jean_Chretien", 1), max_faces=1)
     assert face.gender.value == "male"
-    assert 55 <= face.age.value <= 85
+    # 40 UTKFace images cannot teach an age to within years: only a sane number is asked for.
+    assert np.isfinite(face.age.value) and 0 <= face.age.value <= 100
+    assert face.race.value in RACES
+
+
+def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
+    info = {i.action: i for i in describe_heads(trained_pipeline.settings)}
+    assert set(info) == set(HEAD_FILES)
+    for action, head in info.items():
+        assert head.present and head.path.suffix == ".onnx" and head.error is None, action
+        assert head.embedder == trained_pipeline.model
+        assert head.provenance["trained_by"] == "faceid train-attributes"
+        assert "UTKFace" in head.provenance["licence"]
+        assert head.provenance["data"]["lfw_gender"]["images"] == 60
+    assert info["gender"].metrics["utkface_all"]["n"] > 0
+    assert info["age"].metrics["n"] > 0
 
 
 def test_cli_analyze_json(tiny_pipeline, lfw_image, monkeypatch):
