@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     # Where faceid keeps its own state (SQLite file, index snapshots, embedding caches).
     data_dir: Path = Field(default=Path.home() / ".faceid")
     allow_download: bool = True
+    # Installed embedding adapters (``faceid learn install``). Empty means ``<data_dir>/adapters``.
+    adapter_dir: Path | None = None
 
     device: str = "cpu"  # "cpu" or "cuda" / "cuda:N"
     detector: str = "dlib-hog+yunet"
@@ -45,6 +47,10 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return self.model_dir if self.model_dir is not None else self.shared_dir / "models"
+
+    @property
+    def resolved_adapter_dir(self) -> Path:
+        return self.adapter_dir if self.adapter_dir is not None else self.data_dir / "adapters"
 
     @property
     def resolved_database_url(self) -> str:

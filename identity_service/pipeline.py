@@ -19,7 +19,7 @@ from .detect import Detector, create_detector, order_faces
 from .embed import Embedder, create_embedder
 from .errors import FaceIDError, NoFaceError
 from .imaging import ImageInput, load_image
-from .models import MODELS
+from .models import default_threshold
 from .types import Detection, Face, Verification
 
 
@@ -87,13 +87,13 @@ class FacePipeline:
             calibrated = self.threshold_provider(self.model)
             if calibrated is not None:
                 return calibrated.threshold, calibrated.source, calibrated
-        threshold, source = self._registry_threshold()
+        threshold, source = self._default_threshold()
         return threshold, source, None
 
-    def _registry_threshold(self) -> tuple[float, str]:
-        spec = MODELS.get(self.embedder.name)
-        if spec is not None and spec.default_threshold is not None:
-            return spec.default_threshold, spec.threshold_source
+    def _default_threshold(self) -> tuple[float, str]:
+        default = default_threshold(self.embedder.name, self.settings)
+        if default is not None:
+            return default.value, default.source
         raise FaceIDError(
             f"no threshold known for model {self.model}; pass threshold= or calibrate one"
         )

@@ -1,9 +1,11 @@
-"""``faceid learn``: train, evaluate, export and plot embedding adapters (needs ``faceid[learn]``;
-torch is imported inside the commands so the rest of the CLI works without it)."""
+"""``faceid learn``: train, evaluate, export, install and plot embedding adapters (training needs
+``faceid[learn]``; torch is imported inside the commands so the rest of the CLI, ``install``
+included, works without it)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -28,6 +30,22 @@ def _data(collection: str | None, lfw_cache: Path | None):
     with FaceService() as service:
         coll = service.repo.get_collection(collection)
         return from_collection(service.repo, coll.id)
+
+
+def _base_and_data(collection: str | None, lfw_cache: Path | None) -> tuple[str, str]:
+    """The embedder the training vectors came from, and a description of them."""
+    from ..config import get_settings
+
+    if not collection:
+        from ..learn.data import newest_lfw_cache
+
+        # The LFW cache holds embeddings of the default model (bench/identification_lfw.py).
+        return get_settings().embedder, f"LFW embedding cache {lfw_cache or newest_lfw_cache()}"
+    from ..service import FaceService
+
+    with FaceService() as service:
+        coll = service.repo.get_collection(collection)
+        return coll.model, f"collection {collection} ({coll.model_tag})"
 
 
 def _table(rows: dict[str, dict], title: str) -> Table:
@@ -69,6 +87,7 @@ def train_command(
     from ..learn.train import balanced_sampler, fit
 
     torch.manual_seed(seed)
+    base, data_desc = _base_and_data(collection, lfw_cache)
     split = identity_split(_data(collection, lfw_cache), test_fraction, seed)
     model = EmbeddingAdapter(split.train.features.shape[1], hidden)
     result = fit(
@@ -89,11 +108,17 @@ def train_command(
         ),
     )
     onnx_path = export_adapter(result.model, out / "adapter.onnx")
+    adapter_scores = result.history[-1].metrics
     report = {
+        "base": base,
+        "data": data_desc,
+        "seed": seed,
+        # Best-accuracy cosine distance on the held-out identities; `learn install` ships it.
+        "threshold": adapter_scores.get("threshold"),
         "split": split.sizes(),
         "recipe": recipe,
         "frozen": evaluate(split.test.features, split.test.labels).to_dict(),
-        "adapter": result.history[-1].metrics,
+        "adapter": adapter_scores,
         "history": result.to_dict(),
         "adapter_path": str(onnx_path),
     }
@@ -154,3 +179,33 @@ def plot_command(
     x = OnnxAdapter(adapter)(chosen.features) if adapter else chosen.features
     title = f"{'adapter' if adapter else 'frozen backbone'}: {identities} test identities (PCA)"
     console.print(f"wrote {scatter_2d(x, chosen.labels, chosen.names, out, title)}")
+
+
+@learn_app.command("install")
+def install_command(
+    source: Path = typer.Argument(..., help="a `learn train` run folder or an exported .onnx"),
+    threshold: float = typer.Option(
+        None, help="cosine-distance threshold (default: the run's report.json)"
+    ),
+    base: str = typer.Option(
+        None, help="base embedder it was trained on (default: the report's, else FACEID_EMBEDDER)"
+    ),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Install an adapter into FACEID_ADAPTER_DIR; print the model name collections use."""
+    from ..config import get_settings
+    from ..learn.installed import install_adapter
+
+    settings = get_settings()
+    result = install_adapter(source, settings, threshold=threshold, base=base)
+    adapter = result.adapter
+    if json_out:
+        print_json({"model": adapter.name, "onnx": str(result.onnx), **asdict(adapter)})
+        return
+    state = "already installed" if result.already_installed else "installed"
+    console.print(f"{state}: {result.onnx} (sidecar {result.sidecar.name})")
+    if adapter.threshold is None:
+        console.print("[yellow]no threshold: pass --threshold or calibrate the collection[/yellow]")
+    else:
+        console.print(f"threshold {adapter.threshold:.4f} ({adapter.threshold_source})")
+    console.print(f"model: {adapter.name}")

@@ -1,11 +1,13 @@
-"""``faceid models``: which models exist, where each file was found, and their licences."""
+"""``faceid models``: which models exist, where each file was found, and their licences; then
+the installed embedding adapters (``faceid learn install``)."""
 
 from __future__ import annotations
 
 import typer
 from rich.table import Table
 
-from ..config import get_settings
+from ..config import Settings, get_settings
+from ..learn.installed import InstalledAdapter, list_installed
 from ..models import MODELS, locate
 from .app import app, console, print_json
 
@@ -13,7 +15,10 @@ from .app import app, console, print_json
 @app.command("models")
 def models_command(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List models, where each file was found (or not), and their licences."""
+    from ..attributes import describe_heads
+
     settings = get_settings()
+    heads = {f"faceid-attr-{h.action}": h for h in describe_heads(settings)}
     rows = []
     for spec in MODELS.values():
         for file in spec.files:
@@ -31,8 +36,11 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
                     "description": spec.description,
                 }
             )
+            if spec.name in heads:  # trained here: its data, seed and held-out metrics
+                rows[-1]["trained"] = heads[spec.name].to_dict()
+    adapters = list_installed(settings)
     if json_out:
-        print_json(rows)
+        print_json(rows + [_adapter_row(a, settings) for a in adapters])
         return
     table = Table(title=f"models (cache: {settings.resolved_model_dir})")
     for col in ("model", "kind", "file", "where", "licence"):
@@ -41,3 +49,34 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
         where = r["found"] or "[red]missing[/red]"
         table.add_row(r["model"], r["kind"], r["file"], where, r["licence"])
     console.print(table)
+    if adapters:
+        console.print(_adapter_table(adapters, settings))
+
+
+def _adapter_row(adapter: InstalledAdapter, settings: Settings) -> dict:
+    onnx = adapter.onnx_path(settings)
+    return {
+        "model": adapter.name,
+        "kind": "adapter",
+        "base": adapter.base,
+        "dim": adapter.out_dim,
+        "threshold": adapter.threshold,
+        "threshold_source": adapter.threshold_source,
+        "file": onnx.name,
+        "found": str(onnx) if onnx.is_file() else None,
+        "sha256": adapter.sha256,
+        "source": adapter.source,
+        "training_data": adapter.training_data,
+    }
+
+
+def _adapter_table(adapters: list[InstalledAdapter], settings: Settings) -> Table:
+    table = Table(title=f"installed adapters ({settings.resolved_adapter_dir})")
+    for col in ("model", "base", "dim", "threshold", "sha256", "file"):
+        table.add_column(col, overflow="fold")
+    for a in adapters:
+        onnx = a.onnx_path(settings)
+        threshold = "none" if a.threshold is None else f"{a.threshold:.4f}"
+        where = str(onnx) if onnx.is_file() else f"[red]missing[/red] {onnx}"
+        table.add_row(a.name, a.base, str(a.out_dim), threshold, a.sha256, where)
+    return table

@@ -1,11 +1,16 @@
-"""Face embedders, chosen by registry name (or an ONNX file path for ArcFace-style models)."""
+"""Face embedders, chosen by registry name (or an ONNX file path for ArcFace-style models).
+
+``<base>+adapter-<sha8>`` is the base embedder followed by an installed adapter
+(``faceid learn install``; see :mod:`identity_service.learn.installed`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..config import Settings, get_settings
-from ..errors import UnknownModelError
+from ..errors import ChecksumMismatchError, ModelMismatchError, UnknownModelError
+from ..learn.installed import AdapterRef, load_installed, parse_adapter_name
 from ..models import MODELS, get_model, resolve_file
 from .base import Embedder, l2_normalise
 from .tta import TTA_PREFIX
@@ -20,8 +25,37 @@ def _views(name: str) -> int:
     return int(suffix)
 
 
+def _adapted(ref: AdapterRef, settings: Settings) -> Embedder:
+    from ..learn.adapter import AdaptedEmbedder, OnnxAdapter
+
+    installed = load_installed(ref.sha8, settings)
+    if installed.base != ref.base:
+        raise ModelMismatchError(
+            f"adapter {ref.sha8} was installed for base embedder {installed.base}, not "
+            f"{ref.base}: use the model name {installed.name}",
+            model=ref.name,
+        )
+    base = create_embedder(ref.base, settings)
+    adapter = OnnxAdapter(installed.onnx_path(settings))
+    if adapter.sha8 != ref.sha8:
+        raise ChecksumMismatchError(
+            f"{installed.onnx_path(settings)} does not hash to {ref.sha8}: reinstall the adapter",
+            model=ref.name,
+        )
+    if adapter.in_dim != base.dim:
+        raise ModelMismatchError(
+            f"adapter {ref.sha8} takes {adapter.in_dim}-d embeddings but {base.name} gives "
+            f"{base.dim}-d",
+            model=ref.name,
+        )
+    return AdaptedEmbedder(base, adapter)
+
+
 def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
     settings = settings or get_settings()
+    ref = parse_adapter_name(name)
+    if ref is not None:
+        return _adapted(ref, settings)
     if name == "dlib-resnet-v1" and settings.dlib_runtime == "dlib":
         from .dlib_resnet import DlibResNetEmbedder
 

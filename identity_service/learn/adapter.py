@@ -4,18 +4,17 @@ Loading needs only onnxruntime (a core dependency), not torch. The wrapped embed
 tag, ``<base name>+adapter-<sha8>@<base version>``, so its vectors never mix with the base
 model's in an index.
 
-Using it for a collection (no service hook exists yet: ``FaceService`` builds pipelines from
-embedder *names* in the model registry, which has no entry for adapters)::
+Using it for a collection: install the exported file (``faceid learn install RUN_DIR``, see
+:mod:`.installed`), then name the adapted model like any other embedder::
 
-    base = FacePipeline().embedder
-    wrapped = attach_adapter(base, "run/adapter.onnx")
-    service._pipelines[wrapped.name] = FacePipeline(embedder=wrapped)  # pre-seed its cache
-    service.create_collection("staff-adapted", model=wrapped.name, threshold=thr)
+    service.create_collection("staff-adapted", model="dlib-resnet-v1-tta8+adapter-1a2b3c4d")
 
-``thr`` must be given (the registry ships no default for the adapter): use the cosine-distance
-``threshold`` in the ``report.json`` of ``faceid learn train``. Enrol, find and verify then go
-through the wrapped embedder and its tag. Faces already stored under the base tag must be
-re-enrolled (or their vectors passed through :meth:`AdaptedEmbedder.adapt`).
+``create_embedder`` resolves ``<base>+adapter-<sha8>`` to the base embedder wrapped with the
+installed adapter, and the adapter's default threshold (the cosine-distance ``threshold`` of
+the run's ``report.json``, or ``--threshold``) comes from its sidecar until a calibration is in
+force. Enrol, find and verify then go through the wrapped embedder and its tag. Faces already
+stored under the base tag must be re-enrolled (``faceid migrate-model``) or their vectors
+passed through :meth:`AdaptedEmbedder.adapt`.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..embed.base import Embedder, l2_normalise
+from ..errors import UnknownModelError
 from ..types import Detection
 
 
@@ -53,19 +53,41 @@ def export_adapter(model, path: Path, in_dim: int | None = None) -> Path:
 
 
 class OnnxAdapter:
-    """The exported adapter as a numpy function."""
+    """The exported adapter as a numpy function: ``embeddings (n, in_dim) -> (n, out_dim)``."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
         data = Path(path).read_bytes()
         self.sha8 = hashlib.sha256(data).hexdigest()[:8]
-        self.session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-        self.out_dim = int(self.session.get_outputs()[0].shape[1])
+        try:
+            self.session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises several unrelated types for bad files
+            raise UnknownModelError(
+                f"{path} is not an ONNX adapter: onnxruntime cannot load it ({exc})"
+            ) from exc
+        inputs = self.session.get_inputs()
+        self.in_dim = _feature_dim(inputs, path, "input")
+        self.out_dim = _feature_dim(self.session.get_outputs(), path, "output")
+        if inputs[0].name != "embeddings":
+            raise UnknownModelError(
+                f"{path} is not an ONNX adapter: its input is {inputs[0].name!r}, "
+                "not 'embeddings' (see export_adapter)"
+            )
 
     def __call__(self, embeddings: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(embeddings, dtype=np.float32)
         return self.session.run(None, {"embeddings": x})[0]
+
+
+def _feature_dim(args: list, path: Path, what: str) -> int:
+    """The fixed feature size of a single ``(n, dim)`` input or output."""
+    shapes = [arg.shape for arg in args]
+    if len(shapes) != 1 or len(shapes[0]) != 2 or not isinstance(shapes[0][1], int):
+        raise UnknownModelError(
+            f"{path} is not an ONNX adapter: expected one {what} of shape (n, dim), found {shapes}"
+        )
+    return int(shapes[0][1])
 
 
 class AdaptedEmbedder(Embedder):

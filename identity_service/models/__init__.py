@@ -1,5 +1,15 @@
 """Model registry: which models exist, where their files come from, and how to get them."""
 
 from .registry import MODELS, ModelFile, ModelSpec, get_model, locate, resolve_file
+from .thresholds import DefaultThreshold, default_threshold
 
-__all__ = ["MODELS", "ModelFile", "ModelSpec", "get_model", "locate", "resolve_file"]
+__all__ = [
+    "MODELS",
+    "DefaultThreshold",
+    "ModelFile",
+    "ModelSpec",
+    "default_threshold",
+    "get_model",
+    "locate",
+    "resolve_file",
+]

@@ -29,7 +29,7 @@ from ..config import Settings, get_settings
 from ..embed import l2_normalise
 from ..errors import FaceIDError, ManyFacesError, ModelMismatchError, NoFaceError
 from ..imaging import ImageInput, image_sha256, load_image
-from ..models import MODELS
+from ..models import default_threshold
 from ..pipeline import FacePipeline
 from ..store import CollectionRecord, NewFace, Repository, check_schema, make_engine, upgrade
 from ..types import Face
@@ -86,13 +86,13 @@ class FaceService:
             return InForce(collection.threshold, f"collection {collection.name} threshold")
         if record is not None:
             return InForce(record.threshold, describe(record), record)
-        spec = MODELS.get(collection.model)
-        if spec is None or spec.default_threshold is None:
+        default = default_threshold(collection.model, self.settings)
+        if default is None:
             raise FaceIDError(
                 f"collection {collection.name!r} has no threshold and model {collection.model} "
                 "ships none: calibrate one"
             )
-        return InForce(spec.default_threshold, spec.threshold_source)
+        return InForce(default.value, default.source)
 
     def calibrate_collection(
         self,
