@@ -44,6 +44,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "duplicate or conflicting state"),
         (413, "body or image too large"),
         (422, "validation error, no face, limit exceeded"),
+        (503, "a model file is missing or the database is unavailable (retry later)"),
     ]
 }
 

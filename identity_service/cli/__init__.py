@@ -23,7 +23,7 @@ from .app import app, console, err_console
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except FaceIDError as exc:
         err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}")
         sys.exit(2)
@@ -40,6 +40,9 @@ def main() -> None:
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(1)
         raise
+    # Under standalone_mode=False click returns typer.Exit's code instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 __all__ = ["app", "console", "main"]

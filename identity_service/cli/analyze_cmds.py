@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from .app import app, console, err_console, print_json
+from .remote import ApiKeyOpt, ServerOpt, local_only, remote
+from .views import show_analyses
 
 
 @app.command("analyze")
@@ -23,29 +24,24 @@ def analyze_command(
         None, "--embedder", help="must be the embedder the heads were trained on"
     ),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
 ) -> None:
     """Age, gender, emotion and race of every face, with class scores (centre-most first)."""
-    from ..pipeline import FacePipeline
+    from ..client.models import Analysis
 
     wanted = tuple(a.strip() for a in actions.split(",") if a.strip())
-    with FacePipeline(detector, embedder) as pipeline:
-        faces = pipeline.analyze(image, actions=wanted)
-    if json_out:
-        print_json({"image": str(image), "faces": [f.to_dict() for f in faces]})
-        return
-    table = Table(title=f"{len(faces)} face(s) in {image}")
-    for col in ("#", "box", *wanted):
-        table.add_column(col)
-    for f in faces:
-        cells = []
-        for a in wanted:
-            attr = getattr(f, a)
-            if a == "age":
-                cells.append(f"{attr.value:.0f}")
-            else:
-                cells.append(f"{attr.value} ({attr.scores[attr.value]:.2f})")
-        table.add_row(str(f.index), ", ".join(f"{v:.0f}" for v in f.box.to_list()), *cells)
-    console.print(table)
+    if server:
+        local_only(detector=detector, embedder=embedder)
+        with remote(server, api_key) as client:
+            faces = client.analyze(image, actions=wanted)
+    else:
+        from ..pipeline import FacePipeline
+
+        with FacePipeline(detector, embedder) as pipeline:
+            found = pipeline.analyze(image, actions=wanted)
+        faces = [Analysis.from_dict(f.to_dict()) for f in found]
+    show_analyses(str(image), faces, wanted, json_out)
 
 
 @app.command("train-attributes")

@@ -10,8 +10,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from ..config import get_settings
-from ..service import FaceService, Match, import_folder, list_folder
+from ..service import FaceService
+from ..service.results import ImportReport
 from .app import app, console, print_json
+from .remote import ApiKeyOpt, ServerOpt, ensure_collection, local_only, remote
+from .remote_enroll import enroll_remote, enroll_remote_job, images_report
+from .views import show_import, show_matches
 
 CollectionOpt = typer.Option("default", "--collection", "-c", help="collection name")
 JsonOpt = typer.Option(False, "--json", help="print JSON")
@@ -52,57 +56,84 @@ def _progress() -> Progress:
 
 @app.command("enroll")
 def enroll_command(
-    folder: Path = typer.Argument(..., help="DIR/<person>/*.jpg"),
+    paths: list[Path] = typer.Argument(
+        ..., help="DIR/<person>/*.jpg, or image files of one person (with --id)"
+    ),
     collection: str = CollectionOpt,
+    external_id: str = typer.Option(None, "--id", help="the person, when PATHS are images"),
+    name: str = typer.Option(None, "--name", help="display name of --id"),
     model: str = typer.Option(None, help="embedder for a new collection"),
     limit: int = typer.Option(None, help="enroll at most this many images"),
     workers: int = typer.Option(None, help="embedding processes (default: FACEID_WORKERS)"),
-    job: bool = typer.Option(False, "--job", help="run as a job on the Celery workers"),
+    batch_size: int = typer.Option(
+        None, "--batch-size", help="images per task (--job, default 32) or request (--server, 16)"
+    ),
+    job: bool = typer.Option(
+        False, "--job", help="run as a job on the workers (with --server: DIR is on the server)"
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="with --job: follow it"),
     json_out: bool = JsonOpt,
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
 ) -> None:
-    """Enroll every person folder under FOLDER; re-running adds nothing twice."""
+    """Enroll every person folder under a folder (or images of one person with --id);
+    re-running adds nothing twice."""
+    if job and (external_id is not None or len(paths) != 1):
+        raise typer.BadParameter("--job enrolls one folder DIR/<person>/*.jpg, not --id images")
+    # With --server --job the folder is on the server: it need not exist here.
+    if not job and (external_id is None) != _is_folder(paths):
+        raise typer.BadParameter("give one folder DIR/<person>/*.jpg, or image files with --id")
+    if server:
+        local_only(workers=workers)
+        with remote(server, api_key) as client:
+            ensure_collection(client, collection, model)
+            if job:
+                enroll_remote_job(client, collection, paths[0], batch_size, limit, wait, json_out)
+                return
+            report = enroll_remote(client, collection, paths, external_id, name, batch_size, limit)
+        show_import(report, json_out)
+        return
     if job:
         from .worker_cmds import enroll_as_job
 
-        enroll_as_job(folder, collection, model, 32, limit, wait, json_out)
+        enroll_as_job(paths[0], collection, model, batch_size or 32, limit, wait, json_out)
         return
+    show_import(
+        _enroll_local(paths, collection, external_id, name, model, limit, workers), json_out
+    )
+
+
+def _is_folder(paths: list[Path]) -> bool:
+    return len(paths) == 1 and paths[0].is_dir()
+
+
+def _enroll_local(
+    paths: list[Path],
+    collection: str,
+    external_id: str | None,
+    name: str | None,
+    model: str | None,
+    limit: int | None,
+    workers: int | None,
+) -> ImportReport:
+    from ..service import FaceService, import_folder, list_folder
+
     with FaceService(workers=workers) as service:
         coll = service.get_or_create_collection(collection, model)
-        total = len(list_folder(folder, limit))
-        with _progress() as bar:
-            task = bar.add_task(f"enrolling into {collection!r}", total=total)
-            report = import_folder(
-                service, coll, folder, limit=limit, progress=lambda n: bar.advance(task, n)
+        if external_id is not None:
+            report = images_report(
+                [service.enroll(coll, external_id, paths[:limit], name=name)],
+                len(paths[:limit]),
             )
+        else:
+            total = len(list_folder(paths[0], limit))
+            with _progress() as bar:
+                task = bar.add_task(f"enrolling into {collection!r}", total=total)
+                report = import_folder(
+                    service, coll, paths[0], limit=limit, progress=lambda n: bar.advance(task, n)
+                )
         service.snapshot(coll)
-    if json_out:
-        print_json(report.to_dict())
-        return
-    console.print(
-        f"{report.images} images of {report.identities} people: {report.faces_added} faces "
-        f"added, {report.duplicates} already enrolled, {len(report.failures)} failed, "
-        f"{report.multi_face_images} with several faces (centre-most enrolled); "
-        f"{report.seconds:.1f} s ({report.images / max(report.seconds, 1e-9):.1f} images/s)"
-    )
-    for failure in report.failures[:20]:
-        console.print(f"  [yellow]{failure.code}[/yellow] {failure.image}: {failure.message}")
-
-
-def _matches_table(title: str, matches: list[Match]) -> Table:
-    table = Table(title=title)
-    for col in ("rank", "identity", "similarity", "distance", "decision"):
-        table.add_column(col)
-    for m in matches:
-        decision = "[green]match[/green]" if m.accepted else "below threshold"
-        table.add_row(
-            str(m.rank + 1),
-            m.name or m.external_id,
-            f"{m.similarity:.4f}",
-            f"{m.distance:.4f}",
-            decision,
-        )
-    return table
+    return report
 
 
 @app.command("find")
@@ -112,17 +143,21 @@ def find_command(
     k: int = typer.Option(5, "-k", help="identities to return"),
     aggregate: str = typer.Option("max", help="max (best face) or mean (of top-m faces)"),
     json_out: bool = JsonOpt,
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
 ) -> None:
     """Who is this? Ranked identities; 'unknown' when nobody passes the threshold."""
     if aggregate not in ("max", "mean"):
         raise typer.BadParameter("aggregate must be max or mean")
-    with FaceService() as service:
-        matches = service.find(collection, image, k=k, aggregate=aggregate)  # type: ignore[arg-type]
-    if json_out:
-        print_json({"image": str(image), "matches": [m.to_dict() for m in matches]})
-        return
-    verdict = matches[0].name if matches and matches[0].accepted else "unknown"
-    console.print(_matches_table(f"{image.name}: {verdict}", matches))
+    if server:
+        with remote(server, api_key) as client:
+            matches = client.find(collection, image, k=k, aggregate=aggregate)
+    else:
+        from ..service import FaceService
+
+        with FaceService() as service:
+            matches = service.find(collection, image, k=k, aggregate=aggregate)  # type: ignore[arg-type]
+    show_matches(str(image), image.name, matches, json_out)
 
 
 @app.command("delete")

@@ -7,8 +7,11 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..client.models import FaceInfo
 from ..pipeline import FacePipeline
 from .app import app, console, print_json
+from .remote import ApiKeyOpt, ServerOpt, local_only, remote
+from .views import show_faces, show_verification
 
 DetectorOpt = typer.Option(None, "--detector", help="dlib-hog (default) or yunet")
 EmbedderOpt = typer.Option(None, "--embedder", help="registry name or path to an ArcFace .onnx")
@@ -57,25 +60,23 @@ def represent_command(
     image: Path = typer.Argument(..., help="image file"),
     detector: str = DetectorOpt,
     embedder: str = EmbedderOpt,
+    collection: str = typer.Option(None, "--collection", "-c", help="with --server: its model"),
     json_out: bool = JsonOpt,
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
 ) -> None:
     """Embed every face of an image (L2-normalised vectors)."""
-    faces = FacePipeline(detector, embedder).represent(image)
-    if json_out:
-        print_json({"image": str(image), "faces": [f.to_dict() for f in faces]})
-        return
-    table = Table(title=f"{len(faces)} face(s) in {image}")
-    for col in ("#", "box", "score", "model", "embedding[:4]"):
-        table.add_column(col)
-    for f in faces:
-        table.add_row(
-            str(f.index),
-            ", ".join(f"{v:.0f}" for v in f.box.to_list()),
-            f"{f.score:.3f}",
-            f.model,
-            " ".join(f"{v:+.3f}" for v in f.embedding[:4]),
-        )
-    console.print(table)
+    if server:
+        local_only(detector=detector, embedder=embedder)
+        with remote(server, api_key) as client:
+            faces = client.represent(image, collection=collection)
+    else:
+        local_only(collection=collection)  # the local path picks the model with --embedder
+        faces = [
+            FaceInfo.from_dict(f.to_dict())
+            for f in FacePipeline(detector, embedder).represent(image)
+        ]
+    show_faces(str(image), faces, json_out)
 
 
 @app.command("verify")
@@ -86,9 +87,17 @@ def verify_command(
     embedder: str = EmbedderOpt,
     threshold: float = typer.Option(None, help="cosine-distance threshold (default: calibrated)"),
     json_out: bool = JsonOpt,
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
 ) -> None:
     """Same person? Compares the centre-most face of each image, at the threshold of the newest
     stored calibration of the model (else the model's shipped default)."""
+    if server:
+        local_only(detector=detector, embedder=embedder, threshold=threshold)
+        with remote(server, api_key) as client:
+            remote_result = client.verify(image1, image2)
+        show_verification(remote_result, remote_result.to_dict() if json_out else None)
+        return
     if detector or threshold is not None:
         result = FacePipeline(detector, embedder, threshold=threshold).verify(image1, image2)
     else:
@@ -96,11 +105,4 @@ def verify_command(
 
         with FaceService() as service:
             result = service.pipeline(embedder).verify(image1, image2)
-    if json_out:
-        print_json(result.to_dict())
-        return
-    verdict = "[green]same person[/green]" if result.verified else "[red]different people[/red]"
-    console.print(
-        f"{verdict}: distance {result.distance:.4f} vs threshold {result.threshold:.4f} "
-        f"({result.model}; {result.threshold_source}); {result.timings_ms['total']:.0f} ms"
-    )
+    show_verification(result, result.to_dict() if json_out else None)

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 
 from ..errors import FaceIDError
 from ..store import JobRecord
-from .app import app, console, err_console, print_json
+from .app import app, console, err_console
+from .remote import ApiKeyOpt, ServerOpt, remote
+from .remote_enroll import follow
+from .views import job_of, show_job, show_jobs
 
 CollectionOpt = typer.Option("default", "--collection", "-c", help="collection name")
 JsonOpt = typer.Option(False, "--json", help="print JSON")
@@ -114,35 +116,7 @@ def _follow(job_id: str, send: Callable[[], object] | None, json_out: bool) -> J
 
 
 def _report(job: JobRecord, json_out: bool) -> None:
-    from ..jobs import job_summary
-
-    if json_out:
-        print_json({**job_summary(job), "error_list": job.errors[:50]})
-        return
-    c = job.counts
-    colour = {"succeeded": "green", "failed": "red"}.get(job.status, "yellow")
-    console.print(f"job {job.id} ({job.kind}): [{colour}]{job.status}[/{colour}]")
-    if "images" in c:
-        console.print(
-            f"  {c.get('images', 0)} images: {c.get('faces_added', 0)} faces added, "
-            f"{c.get('duplicates', 0)} already enrolled, {c.get('failed', 0)} failed, "
-            f"{c.get('recovered', 0)} recovered from an interrupted batch; "
-            f"batches {c.get('batches_done', 0)}/{c.get('batches', 0)}"
-        )
-    other = {k: v for k, v in c.items() if k not in _ENROLL_COUNTS}
-    if other:
-        console.print("  " + ", ".join(f"{k}={v}" for k, v in other.items()))
-    for error in job.errors[:20]:
-        where = error.get("image") or error.get("part") or ""
-        console.print(f"  [yellow]{error.get('code')}[/yellow] {where}: {error.get('message')}")
-    if len(job.errors) > 20:
-        console.print(f"  ... {len(job.errors) - 20} more (faceid job {job.id} --json)")
-
-
-_ENROLL_COUNTS = frozenset(
-    {"images", "done", "faces_added", "duplicates", "failed", "recovered", "batches"}
-    | {"batches_done", "multi_face_images"}
-)
+    show_job(job_of(job), json_out)
 
 
 def _submit(create: Callable[[object], JobRecord], wait: bool, json_out: bool) -> None:
@@ -201,9 +175,19 @@ def enroll_as_job(
 
 
 @app.command("reindex")
-def reindex_command(collection: str, wait: bool = WaitOpt, json_out: bool = JsonOpt) -> None:
+def reindex_command(
+    collection: str,
+    wait: bool = WaitOpt,
+    json_out: bool = JsonOpt,
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
+) -> None:
     """Rebuild COLLECTION's index from the database on a worker and write a snapshot (query
     nodes sharing the snapshot folder load it when they start)."""
+    if server:
+        with remote(server, api_key) as client:
+            follow(client.reindex(collection), wait, json_out)
+        return
     from ..jobs.admin import create_reindex_job
 
     _submit(lambda svc: create_reindex_job(svc, collection), wait, json_out)
@@ -245,39 +229,31 @@ def jobs_command(
     kind: str = typer.Option(None, help="only jobs of this kind"),
     limit: int = typer.Option(20, help="newest first"),
     json_out: bool = JsonOpt,
+    server: str = ServerOpt,
+    api_key: str = ApiKeyOpt,
 ) -> None:
     """List jobs, newest first."""
-    from ..jobs import JobSettings, job_summary, list_jobs
+    if server:
+        with remote(server, api_key) as client:
+            # The API filters by status only; over-fetch when a kind is asked for.
+            found = client.jobs(limit=limit if kind is None else 500, status=status)
+        jobs = [j for j in found if kind is None or j.kind == kind][:limit]
+    else:
+        from ..jobs import JobSettings, list_jobs
 
-    jobs = list_jobs(JobSettings(), kind, status, limit)
-    if json_out:
-        print_json([job_summary(j) for j in jobs])
-        return
-    table = Table(title="jobs")
-    for col in ("id", "kind", "status", "progress", "collection", "counts", "created"):
-        table.add_column(col)
-    for j in jobs:
-        c = j.counts
-        counts = (
-            f"{c.get('faces_added', 0)} added / {c.get('images', 0)}, {c.get('failed', 0)} failed"
-            if "images" in c
-            else ", ".join(f"{k}={v}" for k, v in c.items() if k != "snapshot")
-        )
-        table.add_row(
-            j.id,
-            j.kind,
-            j.status,
-            f"{j.progress:.0%}",
-            str(j.params.get("live_collection") or j.params.get("collection", "")),
-            counts,
-            f"{j.created:%Y-%m-%d %H:%M:%S}",
-        )
-    console.print(table)
+        jobs = [job_of(j) for j in list_jobs(JobSettings(), kind, status, limit)]
+    show_jobs(jobs, json_out)
 
 
 @app.command("job")
-def job_command(job_id: str, json_out: bool = JsonOpt) -> None:
+def job_command(
+    job_id: str, json_out: bool = JsonOpt, server: str = ServerOpt, api_key: str = ApiKeyOpt
+) -> None:
     """Show one job: status, counts and per-image errors."""
+    if server:
+        with remote(server, api_key) as client:
+            show_job(client.job(job_id), json_out)
+        return
     from ..jobs import JobSettings, get_job
 
     _report(get_job(JobSettings(), job_id), json_out)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .core import FaceIDClient
 
 T = TypeVar("T")
+ANALYSIS_ACTIONS = ("age", "gender", "emotion", "race")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -61,6 +62,7 @@ class Analysis:
     gender: dict[str, Any] | None = None
     emotion: dict[str, Any] | None = None
     race: dict[str, Any] | None = None
+    detection_score: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Analysis:
@@ -72,7 +74,21 @@ class Analysis:
             gender=d.get("gender"),
             emotion=d.get("emotion"),
             race=d.get("race"),
+            detection_score=d.get("detection_score"),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's JSON for this face (attributes not asked for are left out)."""
+        out: dict[str, Any] = {
+            "index": self.index,
+            "box": self.box,
+            "detection_score": self.detection_score,
+            "face_source": self.face_source,
+        }
+        for name in ANALYSIS_ACTIONS:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,19 @@ class FaceInfo:
             detector=d["detector"],
             embedding=None if emb is None else np.asarray(emb, dtype=np.float32),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index,
+            "box": self.box,
+            "landmarks": self.landmarks,
+            "score": self.score,
+            "model": self.model,
+            "detector": self.detector,
+        }
+        if self.embedding is not None:
+            out["embedding"] = [float(v) for v in self.embedding]
+        return out
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,21 @@ class Verification:
             timings_ms=d.get("timings_ms", {}),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "verified": self.verified,
+            "distance": self.distance,
+            "similarity": self.similarity,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "model": self.model,
+            "faces": [f.to_dict() for f in self.faces],
+            "timings_ms": self.timings_ms,
+        }
+        if self.identity is not None:
+            out["identity"] = self.identity
+        return out
+
 
 @dataclass
 class Job:
@@ -148,6 +192,11 @@ class Job:
     def from_dict(cls, d: dict[str, Any], client: FaceIDClient | None = None) -> Job:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known, _client=client)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job's summary as the API sends it, without the error samples."""
+        skip = {"_client", "error_samples"}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
 
     @property
     def done(self) -> bool:

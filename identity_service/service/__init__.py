@@ -1,8 +1,27 @@
-"""The domain layer: enroll, find, verify and delete, over storage, index and pipeline."""
+"""The domain layer: enroll, find, verify and delete, over storage, index and pipeline.
 
-from .facade import FaceService
-from .folder import import_folder, list_folder
-from .results import EnrollResult, ImageFailure, ImportReport, Match
+The names load on first use: the HTTP client shares :mod:`.results` without the heavy rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .facade import FaceService
+    from .folder import import_folder, list_folder
+    from .results import EnrollResult, ImageFailure, ImportReport, Match
+
+_LAZY = {
+    "EnrollResult": ".results",
+    "FaceService": ".facade",
+    "ImageFailure": ".results",
+    "ImportReport": ".results",
+    "Match": ".results",
+    "import_folder": ".folder",
+    "list_folder": ".folder",
+}
 
 __all__ = [
     "EnrollResult",
@@ -13,3 +32,16 @@ __all__ = [
     "import_folder",
     "list_folder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
