@@ -262,7 +262,9 @@ def measure_kind(
     del state
     faiss.omp_set_num_threads(args.search_threads)
     sweep, chosen = [], {}
-    knob = {"hnsw": "ef_search", "ivf": "nprobe", "ivfpq": "nprobe"}.get(kind)
+    knob = {"hnsw": "ef_search", "ivf": "nprobe", "ivfpq": "nprobe", "ivfpq-refine": "nprobe"}.get(
+        kind
+    )
     for value in (args.ef_sweep if kind == "hnsw" else args.nprobe_sweep) if knob else []:
         found = index.search(probes, 10, **{knob: value}).ids
         lat = latency(lambda q, v=value: index.search(q, 10, **{knob: v}), probes, 1, 200, 2)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None  # default: sqlite file under data_dir
     broker_url: str | None = None  # default: Celery tasks run in-process (eager)
-    index_kind: Literal["auto", "flat", "ivf", "hnsw", "ivfpq"] = "auto"
+    index_kind: Literal["auto", "flat", "ivf", "hnsw", "ivfpq", "ivfpq-refine"] = "auto"
     index_gpu: bool = False
     # How stale a query node may be: it polls the index_log at most this often (seconds).
     index_poll_interval: float = 0.05

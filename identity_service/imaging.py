@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import io
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,22 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file, upload or base64 text read once: its encoded bytes and their hash."""
+
+    data: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
+class HashedImage:
+    """An image decoded once, with the content hash enrollment dedupes on."""
+
+    array: np.ndarray
+    sha256: str
+
+
 def load_image(
     source: ImageInput,
     *,
@@ -39,44 +57,93 @@ def load_image(
     Accepts a file path, raw bytes, a base64 string (optionally a ``data:`` URL), a numpy array
     (``HxW`` grey, ``HxWx3`` RGB or ``HxWx4`` RGBA) or a PIL image. EXIF orientation is applied.
     """
-    settings = get_settings()
-    max_bytes = settings.max_image_bytes if max_bytes is None else max_bytes
-    max_pixels = settings.max_image_pixels if max_pixels is None else max_pixels
+    max_bytes, max_pixels = _limits(max_bytes, max_pixels)
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return _from_decoded(source, max_pixels)
+    data = _encoded_bytes(source, max_bytes)
+    return decode_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels)
 
-    if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels)
-    if isinstance(source, Image.Image):
-        return _from_pil(source, max_pixels)
-    if isinstance(source, (bytes, bytearray)):
-        return decode_bytes(bytes(source), max_bytes=max_bytes, max_pixels=max_pixels)
-    if isinstance(source, Path):
-        return _from_path(source, max_bytes, max_pixels)
-    if isinstance(source, str):
-        if not source:
-            raise EmptyImageError("empty string given as image")
-        if _DATA_URL.match(source) or (len(source) > 512 and not Path(source[:512]).suffix):
-            return decode_bytes(_b64decode(source), max_bytes=max_bytes, max_pixels=max_pixels)
-        return _from_path(Path(source), max_bytes, max_pixels)
-    raise ImageError(f"unsupported image input type: {type(source).__name__}")
+
+def load_image_hashed(
+    source: ImageInput,
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int | None = None,
+) -> HashedImage:
+    """:func:`load_image` and :func:`image_sha256` in one go: a file is read once."""
+    max_bytes, max_pixels = _limits(max_bytes, max_pixels)
+    if isinstance(source, (np.ndarray, Image.Image)):
+        array = _from_decoded(source, max_pixels)
+        return HashedImage(array, _pixels_sha256(array))
+    data = _encoded_bytes(source, max_bytes)
+    array = decode_bytes(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    return HashedImage(array, _bytes_sha256(data))
+
+
+def read_image_bytes(
+    source: str | Path | bytes | bytearray, *, max_bytes: int | None = None
+) -> EncodedImage:
+    """Read an encoded image once, under the byte limit, without decoding it: for callers that
+    hash first and hand the bytes on to be decoded elsewhere (a pipeline's worker processes).
+    ``sha256`` equals :func:`image_sha256` of the same source."""
+    max_bytes, _ = _limits(max_bytes, None)
+    data = _encoded_bytes(source, max_bytes)
+    return EncodedImage(data, _bytes_sha256(data))
 
 
 def image_sha256(source: ImageInput) -> str:
     """A content hash that identifies the photo: of the encoded bytes for files, bytes and
     base64 (what was uploaded), of the pixels for arrays and PIL images."""
-    import hashlib
-
     if isinstance(source, (str, Path)) and not (
         isinstance(source, str) and (_DATA_URL.match(source) or len(source) > 512)
     ):
-        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        return _bytes_sha256(Path(source).read_bytes())
     if isinstance(source, str):
         source = _b64decode(source)
     if isinstance(source, (bytes, bytearray)):
-        return hashlib.sha256(bytes(source)).hexdigest()
-    array = load_image(source)
+        return _bytes_sha256(bytes(source))
+    return _pixels_sha256(load_image(source))
+
+
+# Stored faces carry these hashes: changing either formula breaks dedupe of existing galleries.
+def _bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _pixels_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256(str(array.shape).encode())
     digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def _limits(max_bytes: int | None, max_pixels: int | None) -> tuple[int, int]:
+    settings = get_settings()
+    return (
+        settings.max_image_bytes if max_bytes is None else max_bytes,
+        settings.max_image_pixels if max_pixels is None else max_pixels,
+    )
+
+
+def _encoded_bytes(source: object, max_bytes: int) -> bytes:
+    """The encoded bytes of a path, bytes or base64 source: a file is read once, after its size
+    is checked."""
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, Path):
+        return _read_path(source, max_bytes)
+    if isinstance(source, str):
+        if not source:
+            raise EmptyImageError("empty string given as image")
+        if _DATA_URL.match(source) or (len(source) > 512 and not Path(source[:512]).suffix):
+            return _b64decode(source)
+        return _read_path(Path(source), max_bytes)
+    raise ImageError(f"unsupported image input type: {type(source).__name__}")
+
+
+def _from_decoded(source: np.ndarray | Image.Image, max_pixels: int) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    return _from_pil(source, max_pixels)
 
 
 def _b64decode(text: str) -> bytes:
@@ -87,7 +154,7 @@ def _b64decode(text: str) -> bytes:
         raise UndecodableImageError(f"invalid base64 image data: {exc}") from exc
 
 
-def _from_path(path: Path, max_bytes: int, max_pixels: int) -> np.ndarray:
+def _read_path(path: Path, max_bytes: int) -> bytes:
     if not path.exists():
         raise ImageError(f"image file not found: {path}", path=str(path))
     if not path.is_file():
@@ -99,7 +166,7 @@ def _from_path(path: Path, max_bytes: int, max_pixels: int) -> np.ndarray:
             bytes=size,
             limit=max_bytes,
         )
-    return decode_bytes(path.read_bytes(), max_bytes=max_bytes, max_pixels=max_pixels)
+    return path.read_bytes()
 
 
 def decode_bytes(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:

@@ -61,7 +61,6 @@ def _enroll(
     result = rt.service.enroll(
         coll, p.external_id, images, name=p.name, metadata=p.metadata, tenant=who.tenant
     )
-    rt.metrics.faces_enrolled.inc(len(result.face_ids))
     return asdict(result)
 
 

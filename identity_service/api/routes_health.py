@@ -63,5 +63,9 @@ def _ping_broker(url: str) -> None:
 def metrics(rt: Runtime = Rt) -> Response:
     """Prometheus exposition: request latency by route, faces enrolled, index sizes, jobs."""
     service = rt.service
-    body = rt.metrics.render(service.galleries.sizes, lambda: len(service.repo.unfinished_jobs()))
+    body = rt.metrics.render(
+        service.galleries.sizes,
+        lambda: len(service.repo.unfinished_jobs()),
+        service.repo.faces_added_total,
+    )
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,9 @@
 ...     client.enroll("staff", "emp-42", ["a.jpg", "b.jpg"], name="Ada")
 ...     matches = client.find("staff", "probe.jpg", k=3)
 
+``AsyncFaceIDClient`` has the same methods as coroutines (``async with``, ``await``); its
+jobs wait with ``await job.wait_async()``.
+
 Errors raise the class of their code (``identity_service.errors`` and
 ``identity_service.api.errors``), e.g. ``UnknownCollectionError``, ``NoFaceError``,
 ``AuthenticationError``.
@@ -17,7 +20,14 @@ from ..api.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from .core import ApiError, ClientImage, FaceIDClient, image_part, raise_for_error
+from .core import (
+    ApiError,
+    AsyncFaceIDClient,
+    ClientImage,
+    FaceIDClient,
+    image_part,
+    raise_for_error,
+)
 from .models import (
     Analysis,
     Collection,
@@ -34,6 +44,7 @@ from .models import (
 __all__ = [
     "Analysis",
     "ApiError",
+    "AsyncFaceIDClient",
     "AuthenticationError",
     "ClientImage",
     "Collection",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import numpy as np
 from ..service.results import EnrollResult, ImageFailure, Match
 
 if TYPE_CHECKING:
-    from .core import FaceIDClient
+    from .core import AsyncFaceIDClient, FaceIDClient
 
 T = TypeVar("T")
 ANALYSIS_ACTIONS = ("age", "gender", "emotion", "race")
@@ -172,7 +173,8 @@ class Verification:
 
 @dataclass
 class Job:
-    """A server-side job; ``wait()`` polls it until it finishes."""
+    """A server-side job; ``wait()`` polls it until it finishes (``await wait_async()`` for a
+    job of an AsyncFaceIDClient)."""
 
     id: str
     kind: str
@@ -186,10 +188,14 @@ class Job:
     finished: str | None = None
     seconds: float | None = None
     error_samples: list[Any] = field(default_factory=list)
-    _client: FaceIDClient | None = field(default=None, repr=False, compare=False)
+    _client: FaceIDClient | AsyncFaceIDClient | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], client: FaceIDClient | None = None) -> Job:
+    def from_dict(
+        cls, d: dict[str, Any], client: FaceIDClient | AsyncFaceIDClient | None = None
+    ) -> Job:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known, _client=client)
 
@@ -203,10 +209,20 @@ class Job:
         return self.status in FINISHED
 
     def refresh(self) -> Job:
-        assert self._client is not None, "job not bound to a client"
-        fresh = self._client.job(self.id)
-        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_client"})
-        return self
+        from .core import AsyncFaceIDClient
+
+        client = self._bound_client()
+        if isinstance(client, AsyncFaceIDClient):
+            raise TypeError("job of an AsyncFaceIDClient: use await job.refresh_async()")
+        return self._update(client.job(self.id))
+
+    async def refresh_async(self) -> Job:
+        from .core import AsyncFaceIDClient
+
+        client = self._bound_client()
+        if not isinstance(client, AsyncFaceIDClient):
+            raise TypeError("job of a sync client: use job.refresh()")
+        return self._update(await client.job(self.id))
 
     def wait(
         self,
@@ -217,23 +233,67 @@ class Job:
     ) -> Job:
         """Poll until the job finishes (TimeoutError after ``timeout`` s); ``progress`` draws
         a bar on stderr."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _Bar(self.kind) if progress else None
-        try:
-            while True:
-                if bar is not None:
-                    bar.show(self)
-                if on_update is not None:
-                    on_update(self)
-                if self.done:
-                    return self
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"job {self.id} still {self.status} after {timeout} s")
+        with _Watch(self, progress, timeout, on_update) as watch:
+            while not watch.finished():
                 time.sleep(poll)
                 self.refresh()
-        finally:
-            if bar is not None:
-                bar.close()
+        return self
+
+    async def wait_async(
+        self,
+        progress: bool = False,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """:meth:`wait` for a job of an AsyncFaceIDClient."""
+        with _Watch(self, progress, timeout, on_update) as watch:
+            while not watch.finished():
+                await asyncio.sleep(poll)
+                await self.refresh_async()
+        return self
+
+    def _bound_client(self) -> FaceIDClient | AsyncFaceIDClient:
+        assert self._client is not None, "job not bound to a client"
+        return self._client
+
+    def _update(self, fresh: Job) -> Job:
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "_client"})
+        return self
+
+
+class _Watch:
+    """What ``wait`` does between polls: the bar, ``on_update``, the deadline."""
+
+    def __init__(
+        self,
+        job: Job,
+        progress: bool,
+        timeout: float | None,
+        on_update: Callable[[Job], None] | None,
+    ) -> None:
+        self.job, self.timeout, self.on_update = job, timeout, on_update
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.bar = _Bar(job.kind) if progress else None
+
+    def finished(self) -> bool:
+        """Whether the job is done; TimeoutError once past the deadline."""
+        if self.bar is not None:
+            self.bar.show(self.job)
+        if self.on_update is not None:
+            self.on_update(self.job)
+        if self.job.done:
+            return True
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError(f"job {self.job.id} still {self.job.status} after {self.timeout} s")
+        return False
+
+    def __enter__(self) -> _Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _Bar:

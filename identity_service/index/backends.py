@@ -8,16 +8,14 @@ writers and keeps readers out while a backend changes.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, fields
 from typing import Any
 
 import faiss
 import numpy as np
 
-from .errors import GalleryIndexError, GpuUnavailableError
+from .errors import GalleryIndexError
 
-KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
 
 
@@ -32,6 +30,8 @@ class IndexParams:
     ivf_nprobe: int = 0  # 0: derived from nlist
     pq_m: int = 0  # 0: dim // 4 sub-quantisers of pq_nbits each
     pq_nbits: int = 8
+    # ivfpq-refine: candidates per wanted result scored exactly after the 4-bit PQ pass.
+    refine_factor: int = 16
     # IVF kinds stay an exact flat index until there is enough data to train k-means on.
     ivf_min_train: int = 2_000
     ivfpq_min_train: int = 10_000
@@ -304,84 +304,3 @@ class IVFBackend(Backend):
 
     def gpu_source(self) -> tuple[Any, np.ndarray | None]:
         return self.index, None
-
-
-def build_backend(
-    kind: str, dim: int, params: IndexParams, ids: np.ndarray, vectors: np.ndarray
-) -> Backend:
-    """A new backend of ``kind`` holding exactly (ids, vectors); trains IVF kinds on them."""
-    backend: Backend
-    if kind == "flat":
-        backend = FlatBackend(dim)
-    elif kind == "hnsw":
-        backend = HNSWBackend(dim, params)
-    elif kind in ("ivf", "ivfpq"):
-        backend = IVFBackend.trained(kind, dim, params, vectors)
-    else:
-        raise GalleryIndexError(f"unknown index kind {kind!r}; expected one of {KINDS}")
-    if len(ids):
-        backend.add(ids, vectors)
-    return backend
-
-
-def restore_backend(
-    kind: str,
-    dim: int,
-    params: IndexParams,
-    index: Any,
-    extra: dict[str, Any],
-    tombstones: np.ndarray,
-) -> Backend:
-    """Wrap a deserialised faiss index back into its backend (snapshot loading)."""
-    if int(index.d) != dim:
-        raise GalleryIndexError(f"faiss index has dimension {index.d}, expected {dim}")
-    if kind == "flat":
-        return FlatBackend(dim, index)
-    if kind == "hnsw":
-        backend = HNSWBackend(dim, params, index, tombstones)
-        backend.ef_search = int(extra.get("ef_search", params.hnsw_ef_search))
-        return backend
-    if kind in ("ivf", "ivfpq"):
-        # deserialize_index already returns the concrete class, and owns it: use it as is.
-        nprobe = int(extra.get("nprobe") or default_nprobe(index.nlist))
-        return IVFBackend(kind, index, int(extra.get("trained_n", index.ntotal)), nprobe)
-    raise GalleryIndexError(f"unknown index kind {kind!r}")
-
-
-class GpuMirror:
-    """A GPU copy of a CPU backend, re-cloned lazily after the CPU index changes.
-
-    The CPU index stays the truth (GPU faiss cannot remove from a flat index); cloning a
-    1M x 512 gallery costs ~2 GB of transfer, cheap next to a read-heavy query load.
-    """
-
-    def __init__(self, device: int = 0) -> None:
-        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
-            raise GpuUnavailableError(
-                "index_gpu is set but this faiss build has no GPU support or sees no GPU; "
-                "install faiss-gpu (the 'gpu' extra) on a CUDA host or set FACEID_INDEX_GPU=false"
-            )
-        self._device = device
-        self._resources = faiss.StandardGpuResources()
-        self._lock = threading.Lock()  # GPU resources must not be used by two threads at once
-        self._version = -1
-        self._index: Any = None
-        self._labels: np.ndarray | None = None
-
-    def search(
-        self, backend: Backend, version: int, queries: np.ndarray, k: int, nprobe: int | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if k > 2048:
-            raise GalleryIndexError("faiss GPU search supports k <= 2048")
-        with self._lock:
-            if self._version != version:
-                source, labels = backend.gpu_source()
-                self._index = faiss.index_cpu_to_gpu(self._resources, self._device, source)
-                self._labels, self._version = labels, version
-            if isinstance(backend, IVFBackend):
-                self._index.nprobe = min(nprobe or backend.nprobe, backend.index.nlist)
-            sims, rows = self._index.search(queries, k)
-            labels = self._labels
-        if labels is None:
-            return sims, rows
-        return sims, np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)

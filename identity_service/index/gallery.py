@@ -18,19 +18,16 @@ import faiss
 import numpy as np
 
 from ._rwlock import RWLock
-from .backends import (
-    KINDS,
-    Backend,
-    GpuMirror,
-    HNSWBackend,
-    IndexParams,
-    IVFBackend,
-    build_backend,
-    restore_backend,
-)
+from .backends import Backend, HNSWBackend, IndexParams, IVFBackend
 from .errors import GalleryIndexError
+from .factory import KINDS, build_backend, restore_backend
+from .gpu import GpuMirror
+from .refine import KIND as REFINE_KIND
+from .refine import RefineBackend
 
 REQUESTED_KINDS = ("auto", *KINDS)
+# Structures that keep their exact vectors, so outgrowing the training retrains them in place.
+RETRAINABLE = ("ivf", REFINE_KIND)
 METRICS = ("ip", "cosine")
 
 # The faiss-cpu 1.15 wheel sets distance_compute_blas_threshold to 128000, so an exact search of
@@ -89,8 +86,8 @@ class GalleryIndex:
                 f"metric {metric!r} unsupported: the gallery scores cosine similarity "
                 f"(inner product of L2-normalised vectors); use one of {METRICS}"
             )
-        if gpu and kind == "hnsw":
-            raise GalleryIndexError("faiss has no GPU HNSW index; use kind flat, ivf or auto")
+        if gpu and kind in ("hnsw", REFINE_KIND):
+            raise GalleryIndexError(f"faiss has no GPU {kind} index; use kind flat, ivf or auto")
         self.dim = dim
         self.kind = kind
         self.metric = metric
@@ -184,10 +181,10 @@ class GalleryIndex:
             backend = self._backend
             target = self._target_kind(n_after)
             rebuild = backend is None or backend.kind != target
-            if isinstance(backend, IVFBackend) and backend.outgrown(
+            if isinstance(backend, IVFBackend | RefineBackend) and backend.outgrown(
                 n_after, self.params.ivf_regrow_factor
             ):
-                if backend.kind == "ivf":
+                if backend.kind in RETRAINABLE:
                     rebuild = True
                 else:
                     self._needs_rebuild = True  # PQ codes cannot be retrained from themselves
@@ -234,7 +231,7 @@ class GalleryIndex:
             self._swap_in(self._target_kind(len(ids), fresh=True), ids, vectors)
 
     def retrain(self) -> None:
-        """Rebuild from the index's own vectors (compacts HNSW, retrains IVF). Not for IVF-PQ."""
+        """Rebuild from its own vectors (compacts HNSW, retrains IVF kinds). Not for IVF-PQ."""
         with self._mutex:
             self._swap_in(self._target_kind(len(self._live), fresh=True), *self._extract())
 
@@ -292,10 +289,10 @@ class GalleryIndex:
             if current == "hnsw":
                 return "hnsw" if n >= limit // 2 else "flat"
             return "hnsw" if n >= limit else "flat"
-        if self.kind in ("ivf", "ivfpq"):
+        if self.kind in ("ivf", "ivfpq", REFINE_KIND):
             if current == self.kind:
                 return self.kind
-            minimum = p.ivf_min_train if self.kind == "ivf" else p.ivfpq_min_train
+            minimum = p.ivfpq_min_train if self.kind == "ivfpq" else p.ivf_min_train
             return self.kind if n >= minimum else "flat"
         return self.kind
 

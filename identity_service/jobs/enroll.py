@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import FaceIDError
 from ..imaging import image_sha256
 from ..service import FaceService, list_folder
-from ..service.results import EnrollResult
+from ..service.enrollment import new_face, pick_face
 from ..store import CollectionRecord, JobRecord, NewFace
 from .dispatch import ADMIN_QUEUE, ENROLL_PART_TASK, Dispatcher
 
@@ -76,6 +76,8 @@ def plan_folder_job(
     for person, path in entries:
         rel = str(path.relative_to(root))
         try:
+            # Hashed here, decoded by a worker: a part's message carries only its row id, so
+            # the bytes cannot travel with it, and each side reads the file once.
             sha = image_sha256(path)
         except OSError as exc:
             errors.append(_error(rel, "unreadable", str(exc)))
@@ -132,12 +134,12 @@ def run_enroll_part(service: FaceService, part_id: str, dispatcher: Dispatcher) 
     multi = 0
     by_person: dict[str, list[NewFace]] = defaultdict(list)
     for (person, rel, sha), outcome in zip(items, outcomes, strict=True):
-        holder = EnrollResult(external_id=person, identity_id=-1)
-        face = service._one_face(outcome, rel, "centre", holder)
-        errors.extend(_error(f.image, f.code, f.message) for f in holder.failures)
-        multi += holder.multi_face_images
-        if face is not None:
-            by_person[person].append(service._new_face(face, sha))
+        pick = pick_face(outcome, rel)
+        if pick.failure is not None:
+            errors.append(_error(pick.failure.image, pick.failure.code, pick.failure.message))
+        multi += pick.multi_face
+        if pick.face is not None:
+            by_person[person].append(new_face(pick.face, sha))
     stored = recovered = 0
     for person, faces in by_person.items():
         try:

@@ -27,17 +27,16 @@ from ..calibration import (
 )
 from ..config import Settings, get_settings
 from ..embed import l2_normalise
-from ..errors import FaceIDError, ManyFacesError, ModelMismatchError, NoFaceError
-from ..imaging import ImageInput, image_sha256, load_image
+from ..errors import FaceIDError, ModelMismatchError, NoFaceError
+from ..imaging import ImageInput, load_image_hashed
 from ..models import default_threshold
 from ..pipeline import FacePipeline
 from ..store import CollectionRecord, NewFace, Repository, check_schema, make_engine, upgrade
-from ..types import Face
+from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
 from .results import EnrollResult, ImageFailure, Match
 
 Aggregate = Literal["max", "mean"]
-ManyFaces = Literal["centre", "error"]
 
 
 class FaceService:
@@ -186,56 +185,30 @@ class FaceService:
                 else (f"image {i}")
             )
             try:
-                array = load_image(image)
-                sha = image_sha256(image)
+                loaded = load_image_hashed(image)
             except FaceIDError as exc:
                 result.failures.append(ImageFailure(label[:200], exc.code, exc.message))
                 continue
-            if sha in known:
+            if loaded.sha256 in known:
                 result.duplicates += 1
                 continue
-            known.add(sha)
-            todo.append((label, sha, array))
+            known.add(loaded.sha256)
+            todo.append((label, loaded.sha256, loaded.array))
         pipeline = self.pipeline(coll.model)
         outcomes = pipeline.represent_batch([a for _, _, a in todo])
         new_faces: list[NewFace] = []
         for (label, sha, _), outcome in zip(todo, outcomes, strict=True):
-            face = self._one_face(outcome, label, many_faces, result)
-            if face is not None:
-                new_faces.append(self._new_face(face, sha))
+            pick = pick_face(outcome, label, many_faces)
+            if pick.failure is not None:
+                result.failures.append(pick.failure)
+            result.multi_face_images += pick.multi_face
+            if pick.face is not None:
+                new_faces.append(new_face(pick.face, sha))
         if new_faces:
             result.face_ids = self.repo.add_faces(coll.id, identity.id, new_faces)
             result.duplicates += len(new_faces) - len(result.face_ids)
             self.galleries.notify_changed(coll)
         return result
-
-    @staticmethod
-    def _one_face(
-        outcome: list[Face] | FaceIDError, label: str, many_faces: ManyFaces, result: Any
-    ) -> Face | None:
-        if isinstance(outcome, FaceIDError):
-            result.failures.append(ImageFailure(label[:200], outcome.code, outcome.message))
-            return None
-        if len(outcome) > 1:
-            if many_faces == "error":
-                err = ManyFacesError(f"{len(outcome)} faces found where one was required")
-                result.failures.append(ImageFailure(label[:200], err.code, err.message))
-                return None
-            result.multi_face_images += 1
-        return outcome[0]
-
-    @staticmethod
-    def _new_face(face: Face, sha: str) -> NewFace:
-        return NewFace(
-            image_sha256=sha,
-            face_index=face.index,
-            box=face.box.to_list(),
-            landmarks=np.round(face.landmarks, 2).tolist(),
-            det_score=float(face.score),
-            quality=None,
-            embedding=face.embedding.astype(np.float32),
-            model=face.model,
-        )
 
     # -- identification ----------------------------------------------------------------------
     def find(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError, FaceIDError
-from ..store import CollectionRecord
+from ..imaging import EncodedImage, read_image_bytes
+from ..pipeline import FacePipeline
+from ..store import CollectionRecord, NewFace
+from .enrollment import new_face, pick_face
 from .facade import FaceService
-from .results import EnrollResult, ImageFailure, ImportReport
+from .results import ImageFailure, ImportReport
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -40,54 +44,91 @@ def import_folder(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Enroll a folder tree; re-running it adds nothing. Images are embedded ``chunk`` at a
-    time (across people) so the pipeline batches and uses its worker processes."""
-    from ..imaging import image_sha256
+    time (across people) so the pipeline batches and uses its worker processes.
 
+    Each file is read once: its bytes are hashed (to skip photos already stored) and then
+    decoded by the pipeline. At most ``chunk`` new images are held in memory at a time."""
     start = time.perf_counter()
     entries = list_folder(root, limit)
     report = ImportReport(images=len(entries))
     known = service.repo.known_images(collection.id)
-    todo: list[tuple[str, Path, str]] = []
-    for person, path in entries:
-        try:
-            sha = image_sha256(path)
-        except OSError as exc:
-            report.failures.append(ImageFailure(str(path), "unreadable", str(exc)))
-            continue
-        if (person, sha) in known:
-            report.duplicates += 1
-            continue
-        known.add((person, sha))
-        todo.append((person, path, sha))
-    if progress and len(todo) < len(entries):
-        progress(len(entries) - len(todo))
     pipeline = service.pipeline(collection.model)
-    identities: set[str] = {person for person, _ in entries}
-    for i in range(0, len(todo), chunk):
-        part = todo[i : i + chunk]
-        outcomes = pipeline.represent_batch([path for _, path, _ in part])
-        by_person: dict[str, list] = defaultdict(list)
-        for (person, path, sha), outcome in zip(part, outcomes, strict=True):
-            holder = EnrollResult(external_id=person, identity_id=-1)
-            face = service._one_face(outcome, str(path), "centre", holder)
-            report.failures.extend(holder.failures)
-            report.multi_face_images += holder.multi_face_images
-            if face is not None:
-                by_person[person].append(service._new_face(face, sha))
-        for person, faces in by_person.items():
-            try:
-                identity = service.repo.upsert_identity(
-                    collection.id, person, name=person.replace("_", " ")
-                )
-                added = service.repo.add_faces(collection.id, identity.id, faces)
-            except FaceIDError as exc:
-                report.failures.append(ImageFailure(f"{root / person}", exc.code, exc.message))
-                continue
-            report.faces_added += len(added)
-            report.duplicates += len(faces) - len(added)
-        if progress:
-            progress(len(part))
+    batch: list[_NewImage] = []
+    handled = 0  # entries read since progress was last told
+    for person, path in entries:
+        image = _read_new(person, path, known, report)
+        handled += 1
+        if image is not None:
+            batch.append(image)
+        if len(batch) == chunk:
+            _enroll_batch(service, pipeline, collection, root, batch, report)
+            _tell(progress, handled)
+            batch, handled = [], 0
+    if batch:
+        _enroll_batch(service, pipeline, collection, root, batch, report)
+    _tell(progress, handled)
     service.galleries.notify_changed(collection)
-    report.identities = len(identities)
+    report.identities = len({person for person, _ in entries})
     report.seconds = time.perf_counter() - start
     return report
+
+
+@dataclass(frozen=True)
+class _NewImage:
+    person: str
+    path: Path
+    image: EncodedImage
+
+
+def _read_new(
+    person: str, path: Path, known: set[tuple[str, str]], report: ImportReport
+) -> _NewImage | None:
+    """The image, read once; ``None`` when it is a duplicate or cannot be read (counted)."""
+    try:
+        image = read_image_bytes(path)
+    except OSError as exc:
+        report.failures.append(ImageFailure(str(path), "unreadable", str(exc)))
+        return None
+    except FaceIDError as exc:
+        report.failures.append(ImageFailure(str(path), exc.code, exc.message))
+        return None
+    if (person, image.sha256) in known:
+        report.duplicates += 1
+        return None
+    known.add((person, image.sha256))
+    return _NewImage(person, path, image)
+
+
+def _enroll_batch(
+    service: FaceService,
+    pipeline: FacePipeline,
+    collection: CollectionRecord,
+    root: Path,
+    batch: list[_NewImage],
+    report: ImportReport,
+) -> None:
+    outcomes = pipeline.represent_batch([item.image.data for item in batch])
+    by_person: dict[str, list[NewFace]] = defaultdict(list)
+    for item, outcome in zip(batch, outcomes, strict=True):
+        pick = pick_face(outcome, str(item.path))
+        if pick.failure is not None:
+            report.failures.append(pick.failure)
+        report.multi_face_images += pick.multi_face
+        if pick.face is not None:
+            by_person[item.person].append(new_face(pick.face, item.image.sha256))
+    for person, faces in by_person.items():
+        try:
+            identity = service.repo.upsert_identity(
+                collection.id, person, name=person.replace("_", " ")
+            )
+            added = service.repo.add_faces(collection.id, identity.id, faces)
+        except FaceIDError as exc:
+            report.failures.append(ImageFailure(f"{root / person}", exc.code, exc.message))
+            continue
+        report.faces_added += len(added)
+        report.duplicates += len(faces) - len(added)
+
+
+def _tell(progress: Callable[[int], None] | None, done: int) -> None:
+    if progress and done:
+        progress(done)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import UnknownFaceError, UnknownIdentityError
@@ -176,6 +176,14 @@ class FacesMixin(StoreBase):
         with self._tx() as s:
             self._collection(s, collection_id)
             return self._max_seq(s, collection_id)
+
+    def faces_added_total(self) -> int:
+        """Faces ever added to any collection, by any path: the ``add`` rows of the index log.
+        Deleting a face does not lower it (that logs a ``remove``); deleting a collection
+        does, as its log goes with it."""
+        with self._tx() as s:
+            added = s.scalar(select(func.count()).select_from(IndexLog).where(IndexLog.op == "add"))
+            return int(added or 0)
 
     @staticmethod
     def _remove_faces(s: Session, collection_id: int, face_ids: list[int]) -> None:

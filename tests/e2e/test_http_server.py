@@ -198,5 +198,5 @@ def test_server_end_to_end(server: Server, lfw_image, tmp_path: Path):
     assert not problems, "\n".join(problems)
     assert httpx.get(f"{server.url}/healthz").status_code == 200
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert "faceid_faces_enrolled_total 2.0" in metrics
+    assert "faceid_faces_enrolled_total 6.0" in metrics  # 2 synchronous + 4 by the job
     assert "Traceback" not in server.log.read_text()

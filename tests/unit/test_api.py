@@ -12,64 +12,19 @@ from api_corpus import corpus
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
 from identity_service.api.errors import (
     AuthenticationError,
     LimitExceededError,
     PermissionDeniedError,
 )
-from identity_service.api.settings import ApiSettings
 from identity_service.client import FaceIDClient
 from identity_service.errors import NoFaceError, UnknownCollectionError, UnknownIdentityError
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    settings = ApiSettings(
-        data_dir=tmp_path_factory.mktemp("api"),
-        workers=1,
-        embedder="dlib-resnet-v1",
-        api_auth=True,
-        api_max_k=20,
-        api_max_batch=16,
-        api_max_body_bytes=4 * 1024 * 1024,
-    )
-    app = create_app(settings)
-    with TestClient(app) as http:  # runs the lifespan: models load once, here
-        yield app, http
-
-
-@pytest.fixture(scope="module")
-def keys(api):
-    app, _ = api
-    repo = app.state.runtime.service.repo
-    return {
-        name: create_api_key(repo, tenant, scopes)[0]
-        for name, tenant, scopes in [
-            ("a_admin", "acme", ["admin"]),
-            ("a_query", "acme", ["query"]),
-            ("b_all", "beta", ["query", "enroll"]),
-        ]
-    }
 
 
 def client(api, key: str | None) -> FaceIDClient:
     app, _ = api
     return FaceIDClient("http://testserver", api_key=key, http_client=TestClient(app))
-
-
-@pytest.fixture(scope="module")
-def people(api, keys, lfw_image):
-    """Collection 'staff' of tenant acme: Abel Pacheco and Adam Sandler, two photos each."""
-    acme = client(api, keys["a_admin"])
-    acme.create_collection("staff")
-    acme.enroll("staff", "abel", [lfw_image("Abel_Pacheco", 1), lfw_image("Abel_Pacheco", 2)])
-    photo = lfw_image("Adam_Sandler", 1)
-    array = np.asarray(Image.open(lfw_image("Adam_Sandler", 2)).convert("RGB"))
-    result = acme.enroll("staff", "adam", [photo.read_bytes(), array], name="Adam", metadata={})
-    assert len(result.face_ids) == 2 and not result.failures
-    return "staff"
 
 
 def test_auth_missing_invalid_scope_and_revoked(api, keys, people):

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 
 import numpy as np
 import pytest
+from opened_files import count_opens
 from PIL import Image
 
 from identity_service.errors import (
@@ -14,7 +16,12 @@ from identity_service.errors import (
     UndecodableImageError,
     UnsupportedFormatError,
 )
-from identity_service.imaging import load_image
+from identity_service.imaging import (
+    image_sha256,
+    load_image,
+    load_image_hashed,
+    read_image_bytes,
+)
 
 
 def _jpeg(array: np.ndarray, **save) -> bytes:
@@ -116,3 +123,57 @@ def test_sixteen_bit_grey_png_keeps_its_contrast():
     out = load_image(buf.getvalue())
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert out[0, 0, 0] < 5 and out[-1, -1, 0] > 240  # a ramp, not clipped to white
+
+
+def test_hashed_load_reads_a_file_once_and_keeps_the_stored_hashes(
+    lfw_image, tmp_path, monkeypatch
+):
+    path = lfw_image("Abel_Pacheco", 1)
+    data = path.read_bytes()
+    b64 = base64.b64encode(data).decode()
+    ref = load_image(path)
+    pixels = hashlib.sha256(str(ref.shape).encode() + ref.tobytes()).hexdigest()
+    # The formulas stored faces were hashed with: the encoded bytes, else shape + pixels.
+    expected = {
+        "path": (path, hashlib.sha256(data).hexdigest()),
+        "str path": (str(path), hashlib.sha256(data).hexdigest()),
+        "bytes": (data, hashlib.sha256(data).hexdigest()),
+        "bytearray": (bytearray(data), hashlib.sha256(data).hexdigest()),
+        "base64": (b64, hashlib.sha256(data).hexdigest()),
+        "data url": ("data:image/jpeg;base64," + b64, hashlib.sha256(data).hexdigest()),
+        "array": (ref, pixels),
+        "pil": (Image.open(path), pixels),
+    }
+    for kind, (source, sha) in expected.items():
+        assert image_sha256(source) == sha, kind
+        opened = count_opens(monkeypatch)
+        loaded = load_image_hashed(source)
+        monkeypatch.undo()
+        assert loaded.sha256 == sha, kind
+        assert np.array_equal(loaded.array, ref), kind
+        assert sum(opened.values()) == (1 if "path" in kind else 0), (kind, opened)
+
+
+def test_hashed_load_keeps_the_limits_and_errors(tmp_path):
+    small = _jpeg(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        load_image_hashed(small, max_bytes=100)
+    with pytest.raises(ImageError, match="not found"):
+        load_image_hashed(tmp_path / "missing.jpg")
+    with pytest.raises(UndecodableImageError):
+        load_image_hashed(b"garbage")
+    with pytest.raises(EmptyImageError):
+        load_image_hashed(b"")
+
+
+def test_read_image_bytes_reads_once_and_checks_the_size_first(tmp_path, monkeypatch):
+    path = tmp_path / "face.jpg"
+    path.write_bytes(_jpeg(np.zeros((64, 64, 3), np.uint8)))
+    opened = count_opens(monkeypatch)
+    read = read_image_bytes(path)
+    assert opened[str(path)] == 1
+    assert read.data == path.read_bytes() and read.sha256 == image_sha256(path)
+    opened.clear()
+    with pytest.raises(ImageTooLargeError, match="bytes"):
+        read_image_bytes(path, max_bytes=100)
+    assert opened[str(path)] == 0  # refused from its size, never read

@@ -55,7 +55,7 @@ def test_flat_search_equals_numpy_brute_force():
     np.testing.assert_allclose(sims, np.take_along_axis(scores, order, axis=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivf", "hnsw", "ivfpq-refine"])
 def test_approximate_kinds_recall_at_10(kind):
     x = clustered(5000, 32, clusters=200, spread=1.0)
     q = probes(x, 200)
@@ -68,7 +68,7 @@ def test_approximate_kinds_recall_at_10(kind):
     assert recall_at(approx.search(q, 10).ids, exact.search(q, 10).ids) >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq", "auto"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq", "ivfpq-refine", "auto"])
 def test_remove_really_removes(kind):
     x = clustered(3000, 32)
     ids = np.arange(3000, dtype=np.int64) + 100
@@ -84,6 +84,23 @@ def test_remove_really_removes(kind):
     _, found = index.search(x[::3][:200], 20)
     assert not np.isin(found, gone).any()
     assert (found >= 0).all()
+
+
+def test_refine_returns_exact_similarities_and_retrains_when_outgrown():
+    x = clustered(4500, 32, clusters=100, spread=1.0)
+    ids = np.arange(4500, dtype=np.int64) * 3
+    index = GalleryIndex(32, "ivfpq-refine", ivf_min_train=1000)
+    index.add(ids[:1000], x[:1000])
+    assert index.backend_kind == "ivfpq-refine"
+    trained_on = index.export_state().extra["trained_n"]
+    index.add(ids[1000:], x[1000:])  # > 4x the training size: retrained from its own vectors
+    assert index.export_state().extra["trained_n"] > trained_on and len(index) == 4500
+    q = probes(x, 50)
+    sims, found = index.search(q, 5)
+    # Whatever the PQ pass picked, the similarity reported is the exact inner product.
+    rows = found // 3
+    np.testing.assert_allclose(sims, np.einsum("qkd,qd->qk", x[rows], q), atol=1e-5)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # ranked best first
 
 
 def test_hnsw_tombstones_are_filtered_then_compacted():
@@ -217,6 +234,7 @@ CONCURRENT_PARAMS = {
     "hnsw": {},
     "auto": {"auto_flat_max_cells": 16 * 1000},  # switches to HNSW mid-run
     "ivf": {"ivf_min_train": 500},  # trains, then retrains mid-run
+    "ivfpq-refine": {"ivf_min_train": 500},
 }
 
 

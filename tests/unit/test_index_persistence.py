@@ -41,6 +41,7 @@ KIND_PARAMS = {
     "hnsw": {},
     "ivf": {"ivf_min_train": 500},
     "ivfpq": {"ivfpq_min_train": 1000, "pq_m": 4, "pq_nbits": 6},
+    "ivfpq-refine": {"ivf_min_train": 500},
 }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 import numpy as np
 import pytest
+from opened_files import count_opens
 
 from identity_service import FaceService, Settings
 from identity_service.errors import (
@@ -15,6 +17,7 @@ from identity_service.errors import (
     UnknownCollectionError,
     UnknownIdentityError,
 )
+from identity_service.imaging import image_sha256
 from identity_service.service import import_folder
 
 PEOPLE = {
@@ -79,6 +82,21 @@ def test_reenrolling_the_same_photo_adds_nothing(service, lfw_image):
     assert as_bytes.face_ids == [] and as_bytes.duplicates == 1
 
 
+def test_enroll_reads_each_photo_once_and_stores_its_file_hash(service, lfw_image, monkeypatch):
+    photos = [lfw_image("Aaron_Peirsol", n) for n in (1, 3)]
+    opened = count_opens(monkeypatch)
+    result = service.enroll("people", "Aaron_Peirsol", photos)
+    monkeypatch.undo()
+    assert len(result.face_ids) == 2
+    assert [opened[str(p)] for p in photos] == [1, 1], opened
+    coll = service.collection("people")
+    stored = {sha for ext, sha in service.repo.known_images(coll.id) if ext == "Aaron_Peirsol"}
+    # The hashes earlier releases stored (so existing galleries still dedupe).
+    assert stored == {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}
+    assert stored == {image_sha256(p) for p in photos}
+    service.delete_identity("people", "Aaron_Peirsol")
+
+
 def test_bad_images_are_reported_and_the_rest_enrolled(service, lfw_image):
     blank = np.full((200, 200, 3), 128, np.uint8)
     result = service.enroll(
@@ -134,7 +152,7 @@ def test_delete_is_total_and_survives_a_restart(settings, lfw_image):
     restarted.close()
 
 
-def test_folder_import_is_idempotent(settings, lfw_dir, tmp_path):
+def test_folder_import_is_idempotent(settings, lfw_dir, tmp_path, monkeypatch):
     root = tmp_path / "faces"
     for person in ("Adam_Sandler", "Abel_Pacheco"):
         (root / person).mkdir(parents=True)
@@ -144,10 +162,36 @@ def test_folder_import_is_idempotent(settings, lfw_dir, tmp_path):
     (root / "Abel_Pacheco" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     svc = FaceService(settings)
     coll = svc.create_collection("folder")
-    first = import_folder(svc, coll, root)
+    images = sorted(p for p in root.glob("*/*") if p.suffix == ".jpg")
+    opened = count_opens(monkeypatch)
+    ticks: list[int] = []
+    first = import_folder(svc, coll, root, chunk=2, progress=ticks.append)
+    monkeypatch.undo()
     assert first.images == 5 and first.faces_added == 4 and first.identities == 2
     assert [f.code for f in first.failures] == ["undecodable_image"]
+    assert {opened[str(p)] for p in images} == {1}, opened
+    assert sum(ticks) == 5
+    stored = {sha for _, sha in svc.repo.known_images(coll.id)}
+    good = [p for p in images if p.name != "broken.jpg"]
+    assert stored == {hashlib.sha256(p.read_bytes()).hexdigest() for p in good}
     second = import_folder(svc, coll, root)
     assert second.faces_added == 0 and second.duplicates == 4
     assert svc.repo.counts(coll.id).faces == 4
+    svc.close()
+
+
+def test_folder_import_refuses_oversized_files_unread(settings, lfw_image, tmp_path, monkeypatch):
+    root = tmp_path / "faces"
+    (root / "Adam_Sandler").mkdir(parents=True)
+    (root / "Adam_Sandler" / "1.jpg").symlink_to(lfw_image("Adam_Sandler", 1))
+    big = root / "Adam_Sandler" / "big.jpg"
+    big.write_bytes(b"\xff" * (settings.max_image_bytes + 1))
+    svc = FaceService(settings)
+    coll = svc.create_collection("oversized")
+    opened = count_opens(monkeypatch)
+    report = import_folder(svc, coll, root)
+    monkeypatch.undo()
+    assert report.images == 2 and report.faces_added == 1
+    assert [(f.image, f.code) for f in report.failures] == [(str(big), "image_too_large")]
+    assert opened[str(big)] == 0
     svc.close()
