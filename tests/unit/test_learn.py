@@ -154,13 +154,30 @@ def test_checkpoint_resume_reproduces_uninterrupted_training(tmp_path):
         assert torch.allclose(value, resumed[key], atol=1e-6), key
 
 
-def test_a_few_steps_on_real_face_embeddings_lower_the_loss():
-    from identity_service.learn.data import load_lfw_cache
+@pytest.fixture(scope="module")
+def real_embeddings(lfw_dir):
+    """dlib embeddings of the first 40 LFW people with at least 4 photos, 4 photos each,
+    computed here (about 15 s) so the test does not depend on a benchmark's cache."""
+    from identity_service import FacePipeline
+    from identity_service.learn.data import from_names
 
-    try:
-        data = load_lfw_cache()
-    except FileNotFoundError:
-        pytest.skip("no LFW embedding cache (run bench/identification_lfw.py)")
+    people = [d for d in sorted((lfw_dir / "images").iterdir()) if len(list(d.glob("*.jpg"))) >= 4][
+        :40
+    ]
+    photos = [(d.name, p) for d in people for p in sorted(d.glob("*.jpg"))[:4]]
+    pipeline = FacePipeline(embedder="dlib-resnet-v1", workers=1)
+    outcomes = pipeline.represent_batch([p for _, p in photos], max_faces=1)
+    rows = [
+        (name, faces[0].embedding)
+        for (name, _), faces in zip(photos, outcomes, strict=True)
+        if isinstance(faces, list)
+    ]
+    assert len(rows) >= 150, "nearly every photo must give a face"
+    return from_names(np.stack([e for _, e in rows]), [name for name, _ in rows])
+
+
+def test_a_few_steps_on_real_face_embeddings_lower_the_loss(real_embeddings):
+    data = real_embeddings
     torch.manual_seed(0)
     np.random.seed(0)
     train = identity_split(data, 0.5, seed=0).train
