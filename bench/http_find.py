@@ -3,8 +3,12 @@
     .venv/bin/python bench/http_find.py                    # 100k faces on Postgres
     .venv/bin/python bench/http_find.py --faces 20000 --seconds 5   # quicker
 
-Builds a gallery of random unit vectors (bulk ``Repository.add_faces``) plus a few real LFW
-people in a fresh Postgres database, starts ``faceid serve`` in its own process, and loads it
+Builds a gallery of synthetic faces plus a few real LFW people in a fresh Postgres database
+(bulk ``Repository.add_faces``; the throwaway database loads with ``synchronous_commit=off``).
+The synthetic identities come from the Gaussian face model of bench/index_scale.py, fitted to
+the real LFW embedding cache when one exists (``--real``): identity centre plus within-identity
+noise, ``--per-identity`` faces each, so the index sees face-like (hard) data, not uniform
+noise. It then starts ``faceid serve`` in its own process, and loads it
 from another process on loopback with httpx for a bounded time per concurrency level. The
 ``Server-Timing`` header of each answer splits the time into decode, detect_embed (detection,
 alignment, embedding), search (index + metadata) and app (all server time); the rest of the
@@ -46,6 +50,23 @@ EMBEDDER = "dlib-resnet-v1"
 PEOPLE = ["Abel_Pacheco", "Adam_Sandler", "Abdullah_Gul", "Akhmed_Zakayev"]
 
 
+def face_model(real: Path | None) -> Any:
+    """The gallery distribution of bench/index_scale.py (its docstring argues the choice)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from index_scale import FaceModel, load_real
+
+    if real is not None and real.is_file():
+        embeddings, labels = load_real(real)
+        return FaceModel(embeddings, labels, seed=7)
+    return FaceModel(None, None, seed=7)
+
+
+def newest_lfw_cache() -> Path | None:
+    found = sorted((Path.home() / ".faceid" / "cache").glob("lfw-*.npz"), key=os.path.getmtime)
+    found = [p for p in found if not p.name.startswith("lfw-all-")]
+    return found[-1] if found else None
+
+
 def fresh_database() -> tuple[str, Any]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -55,6 +76,8 @@ def fresh_database() -> tuple[str, Any]:
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # Bulk loading only: a crash loses the last commits of a database thrown away anyway.
+        conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
 
     def drop() -> None:
         with admin.connect() as conn:
@@ -64,17 +87,20 @@ def fresh_database() -> tuple[str, Any]:
     return server.set(database=name).render_as_string(hide_password=False), drop
 
 
-def build_gallery(settings: ApiSettings, n_faces: int, per_identity: int, lfw: Path) -> dict:
+def build_gallery(
+    settings: ApiSettings, n_faces: int, per_identity: int, lfw: Path, model: Any
+) -> dict:
     """Synthetic faces in bulk, then real LFW people (photos 1-2) to find with photo 3."""
     rng = np.random.default_rng(0)
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"gallery_data": model.source}
     with FaceService(settings) as service:
         coll = service.create_collection("bench")
         repo = service.repo
         start = time.perf_counter()
         for first in range(0, n_faces, per_identity):
             ident = repo.upsert_identity(coll.id, f"synthetic-{first // per_identity}")
-            vecs = rng.standard_normal((min(per_identity, n_faces - first), coll.dim))
+            n = min(per_identity, n_faces - first)
+            vecs = model.centres(1, rng) + model.noise(n, rng)
             vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
             faces = [
                 NewFace(
@@ -184,7 +210,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--server-workers", type=int, default=1)
+    parser.add_argument("--real", type=Path, default=None, help="default: newest LFW cache")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "http_find.json")
     args = parser.parse_args()
+    model = face_model(args.real or newest_lfw_cache())
 
     url_db, drop = fresh_database()
     tmp = Path(tempfile.mkdtemp(prefix="faceid-bench-"))
@@ -194,7 +223,7 @@ def main() -> None:
     proc = None
     try:
         report: dict[str, Any] = {"faces_requested": args.faces, "embedder": EMBEDDER}
-        report.update(build_gallery(settings, args.faces, args.per_identity, lfw))
+        report.update(build_gallery(settings, args.faces, args.per_identity, lfw, model))
         print(f"gallery: {report}", flush=True)
         port = _free_port()
         env = {
@@ -240,8 +269,7 @@ def main() -> None:
             "python": platform.python_version(),
             "load_avg_at_end": os.getloadavg(),
         }
-        out = REPO / "bench" / "results" / "http_find.json"
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
         _print_table(report)
     finally:
         if proc is not None and proc.poll() is None:

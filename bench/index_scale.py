@@ -377,13 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--dims", default="128,512")
-    ap.add_argument("--kinds", default="flat,ivf,hnsw,ivfpq")
+    ap.add_argument("--kinds", default="flat,ivf,hnsw,ivfpq,ivfpq-refine")
     ap.add_argument(
         "--big-dims",
         default="128",
         help="dims also run at sizes >= 1M; 1M x 512 adds ~30-40 min of HNSW build on 2 cores",
     )
-    ap.add_argument("--chosen", default="hnsw", help="the kind compared with the peers")
+    ap.add_argument("--chosen", default="ivfpq-refine", help="the kind compared with the peers")
     ap.add_argument("--real", type=Path, default=DEFAULT_REAL, help="npz with 'embeddings'")
     ap.add_argument("--queries", type=int, default=1000, help="probes for recall")
     ap.add_argument("--latency-queries", type=int, default=500)
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ef-sweep", default="32,64,128,256,512")
     ap.add_argument("--hnsw-m", type=int, default=IndexParams.hnsw_m)
     ap.add_argument("--hnsw-efc", type=int, default=IndexParams.hnsw_ef_construction)
-    ap.add_argument("--nprobe-sweep", default="32,64,128,256,512")
+    ap.add_argument("--nprobe-sweep", default="32,64,128,256,320,384,512")
     ap.add_argument("--target-recall", type=float, default=0.99, help="recall@1 to reach")
     ap.add_argument("--target-recall10", type=float, default=0.95, help="recall@10 to reach")
     ap.add_argument("--ivfpq-min-n", type=int, default=1_000_000)

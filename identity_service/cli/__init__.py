@@ -26,7 +26,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except FaceIDError as exc:
         err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}")
-        sys.exit(2)
+        sys.exit(1)  # as for --server errors; 2 stays click's code for usage errors
     except SystemExit:
         raise
     except KeyboardInterrupt:

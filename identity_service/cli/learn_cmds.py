@@ -1,4 +1,5 @@
-"""``faceid learn``: train, evaluate, export, install and plot embedding adapters (training needs
+"""``faceid learn``: train, evaluate, export, install and plot embedding adapters, and train a
+small face CNN end to end on aligned crops (``--arch cnn``; training needs
 ``faceid[learn]``; torch is imported inside the commands so the rest of the CLI, ``install``
 included, works without it)."""
 
@@ -9,11 +10,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from .app import app, console, print_json
+from .app import app, console, err_console, print_json
 
-learn_app = typer.Typer(help="Metric learning: embedding adapters.", no_args_is_help=True)
+learn_app = typer.Typer(
+    help="Metric learning: embedding adapters and a small face CNN.", no_args_is_help=True
+)
 app.add_typer(learn_app, name="learn")
 
 ROW = ("map_at_r", "precision_at_1", "r_precision", "verification_accuracy", "tar_at_far")
@@ -60,23 +64,99 @@ def _table(rows: dict[str, dict], title: str) -> Table:
 
 @learn_app.command("train")
 def train_command(
-    out: Path = typer.Option(Path("adapter-run"), "--out", "-o", help="run folder"),
-    collection: str = typer.Option(None, "--collection", "-c", help="train on a collection"),
-    lfw_cache: Path = typer.Option(None, help="LFW embedding cache (default: newest)"),
+    out: Path = typer.Option(None, "--out", "-o", help="run folder (default: <arch>-run)"),
+    arch: str = typer.Option(
+        "adapter", help="adapter (on stored embeddings) or cnn (FaceCNN on aligned face crops)"
+    ),
+    collection: str = typer.Option(None, "--collection", "-c", help="adapter: a collection"),
+    lfw_cache: Path = typer.Option(None, help="adapter: LFW embedding cache (default: newest)"),
+    images: Path = typer.Option(
+        None, help="cnn: DIR/<person>/*.jpg (default: the shared LFW images)"
+    ),
     recipe: str = typer.Option("triplet-semi-hard", help="loss-miner, e.g. triplet-hardest"),
     margin: float = typer.Option(0.1),
     epochs: int = typer.Option(5),
     classes: int = typer.Option(16, help="identities per batch"),
     samples: int = typer.Option(8, help="images per identity per batch"),
     lr: float = typer.Option(3e-4),
-    hidden: int = typer.Option(256),
+    hidden: int = typer.Option(256, help="adapter: hidden width"),
+    width: int = typer.Option(32, help="cnn: channels of the first block (x2 per block)"),
+    dim: int = typer.Option(128, help="cnn: embedding dimension"),
+    max_identities: int = typer.Option(None, help="cnn: first N people (by name) only"),
+    max_images_per_identity: int = typer.Option(None, help="cnn: at most N images a person"),
+    augment: bool = typer.Option(True, help="cnn: random flip and crop jitter on the device"),
+    baseline: bool = typer.Option(True, help="cnn: also score the pipeline's embedder"),
     test_fraction: float = typer.Option(0.5, help="identities held out for one-shot eval"),
     seed: int = typer.Option(0),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Train an adapter with online mining; write checkpoint.pt, adapter.onnx, report.json."""
+    """Train an adapter or a CNN with online mining; write checkpoint.pt, the .onnx and
+    report.json (threshold and one-shot scores on held-out identities)."""
+    from ..learn.device import DeviceUnavailableError, resolve_device
+
+    if arch not in ("adapter", "cnn"):
+        raise typer.BadParameter("--arch must be adapter or cnn")
+    try:
+        resolve_device(device)
+    except DeviceUnavailableError as exc:
+        err_console.print(f"[red]error[/red] {escape(f'[{exc.code}] {exc.message}')}")
+        raise typer.Exit(1) from None
+    out = out or Path(f"{arch}-run")
+    common = dict(
+        recipe=recipe,
+        margin=margin,
+        epochs=epochs,
+        classes=classes,
+        samples=samples,
+        lr=lr,
+        test_fraction=test_fraction,
+        seed=seed,
+        device=device,
+        resume=resume,
+    )
+    if arch == "cnn":
+        report = _train_cnn(
+            out,
+            images,
+            common,
+            width=width,
+            dim=dim,
+            augment=augment,
+            baseline=baseline,
+            max_identities=max_identities,
+            max_images_per_identity=max_images_per_identity,
+        )
+        rows = {"frozen": report["frozen"], f"cnn {recipe}": report["cnn"]}
+        path = report["model_path"]
+    else:
+        report = _train_adapter(out, collection, lfw_cache, hidden, common)
+        rows = {"frozen": report["frozen"], recipe: report["adapter"]}
+        path = report["adapter_path"]
+    if json_out:
+        print_json(report)
+        return
+    console.print(_table({k: v for k, v in rows.items() if v}, "one-shot test"))
+    console.print(f"{arch}: {path}")
+
+
+def _print_epoch(log) -> None:
+    console.print(f"epoch {log.epoch}: loss {log.loss:.4f}  MAP@R {log.metrics['map_at_r']:.4f}")
+
+
+def _train_cnn(out: Path, images: Path | None, common: dict, **options) -> dict:
+    from ..config import get_settings
+    from ..learn.cnn import CnnConfig, train_cnn
+
+    images = images or get_settings().lfw_dir / "images"
+    config = CnnConfig(images=images, out=out, **common, **options)
+    return train_cnn(config, on_epoch=_print_epoch)
+
+
+def _train_adapter(
+    out: Path, collection: str | None, lfw_cache: Path | None, hidden: int, c: dict
+) -> dict:
     import torch
 
     from ..learn.adapter import export_adapter
@@ -86,48 +166,42 @@ def train_command(
     from ..learn.models import EmbeddingAdapter
     from ..learn.train import balanced_sampler, fit
 
-    torch.manual_seed(seed)
+    torch.manual_seed(c["seed"])
     base, data_desc = _base_and_data(collection, lfw_cache)
-    split = identity_split(_data(collection, lfw_cache), test_fraction, seed)
+    split = identity_split(_data(collection, lfw_cache), c["test_fraction"], c["seed"])
     model = EmbeddingAdapter(split.train.features.shape[1], hidden)
     result = fit(
         model,
-        make_loss(recipe, margin),
-        make_miner(recipe, margin),
-        balanced_sampler(split.train.labels, classes, samples),
+        make_loss(c["recipe"], c["margin"]),
+        make_miner(c["recipe"], c["margin"]),
+        balanced_sampler(split.train.labels, c["classes"], c["samples"]),
         split.train,
-        epochs=epochs,
-        batch_size=classes * samples,
-        lr=lr,
-        device=device,
+        epochs=c["epochs"],
+        batch_size=c["classes"] * c["samples"],
+        lr=c["lr"],
+        device=c["device"],
         eval_set=split.test,
         checkpoint=out / "checkpoint.pt",
-        resume=resume,
-        on_epoch=lambda log: console.print(
-            f"epoch {log.epoch}: loss {log.loss:.4f}  MAP@R {log.metrics['map_at_r']:.4f}"
-        ),
+        resume=c["resume"],
+        on_epoch=_print_epoch,
     )
     onnx_path = export_adapter(result.model, out / "adapter.onnx")
     adapter_scores = result.history[-1].metrics
     report = {
         "base": base,
         "data": data_desc,
-        "seed": seed,
+        "seed": c["seed"],
         # Best-accuracy cosine distance on the held-out identities; `learn install` ships it.
         "threshold": adapter_scores.get("threshold"),
         "split": split.sizes(),
-        "recipe": recipe,
+        "recipe": c["recipe"],
         "frozen": evaluate(split.test.features, split.test.labels).to_dict(),
         "adapter": adapter_scores,
         "history": result.to_dict(),
         "adapter_path": str(onnx_path),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    if json_out:
-        print_json(report)
-        return
-    console.print(_table({"frozen": report["frozen"], recipe: report["adapter"]}, "one-shot test"))
-    console.print(f"adapter: {onnx_path}")
+    return report
 
 
 @learn_app.command("eval")

@@ -219,8 +219,9 @@ class GalleryIndex:
                 backend.remove(np.asarray(present, dtype=np.int64))
                 self._live.difference_update(present)
                 self._version += 1
-            if backend.needs_compaction(self.params.tombstone_fraction):
-                self._swap_in(self._target_kind(len(self._live)), *self._extract())
+            target = self._target_kind(len(self._live))
+            if backend.needs_compaction(self.params.tombstone_fraction) or target != backend.kind:
+                self._swap_in(target, *self._extract())
             return len(present)
 
     def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -285,10 +286,10 @@ class GalleryIndex:
             if self._gpu is not None:
                 return "ivf" if n >= p.auto_gpu_ivf_min else "flat"
             limit = max(1, p.auto_flat_max_cells // self.dim)
-            # Hysteresis: once HNSW, fall back to flat only well below the threshold.
-            if current == "hnsw":
-                return "hnsw" if n >= limit // 2 else "flat"
-            return "hnsw" if n >= limit else "flat"
+            # Hysteresis: once approximate, fall back to flat only well below the threshold.
+            if current == REFINE_KIND:
+                return REFINE_KIND if n >= limit // 2 else "flat"
+            return REFINE_KIND if n >= limit else "flat"
         if self.kind in ("ivf", "ivfpq", REFINE_KIND):
             if current == self.kind:
                 return self.kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,11 @@ class EmbeddingSet:
         """Rows where ``mask``; labels renumbered to stay contiguous."""
         labels = self.labels[mask]
         kept, new = np.unique(labels, return_inverse=True)
-        return EmbeddingSet(
-            self.features[mask], new.astype(np.int64), [self.names[k] for k in kept]
+        return replace(
+            self,
+            features=self.features[mask],
+            labels=new.astype(np.int64),
+            names=[self.names[k] for k in kept],
         )
 
     def torch(self) -> TensorPairs:
@@ -40,10 +43,11 @@ class EmbeddingSet:
 
 
 class TensorPairs(Dataset):
-    """(feature, label) pairs; ``labels`` is exposed for samplers."""
+    """(feature, label) pairs; ``labels`` is exposed for samplers. uint8 features (image
+    crops) stay uint8 until they reach the device."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        self.features = features.float()
+        self.features = features if features.dtype == torch.uint8 else features.float()
         self.labels = labels.long()
 
     def __len__(self) -> int:
@@ -120,30 +124,17 @@ def identity_split(
 
 
 class FaceFolderDataset(Dataset):
-    """``root/<identity>/*.jpg``: the centre-most face of each image, aligned by the pipeline
-    for its embedder, as a float CHW tensor in [0, 1]. Images without a face are skipped.
-    Crops are extracted once at construction (for end-to-end CNN fine-tuning)."""
+    """``root/<identity>/*.jpg`` as a map-style dataset of float CHW crops in [0, 1] (see
+    :func:`.crops.extract_crops`; images without a face are in ``skipped``). Training a CNN
+    goes through :func:`.crops.load_crops` instead, which keeps the pixels as bytes."""
 
     def __init__(self, root: Path, pipeline=None, max_per_identity: int | None = None) -> None:
-        from ..pipeline import FacePipeline
+        from .crops import extract_crops
 
-        pipeline = pipeline or FacePipeline()
-        crops: list[np.ndarray] = []
-        people: list[str] = []
-        self.skipped: list[Path] = []
-        for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
-            files = sorted(f for f in folder.iterdir() if f.suffix.lower() in {".jpg", ".png"})
-            for f in files[:max_per_identity]:
-                faces = pipeline.extract_faces(f, max_faces=1)
-                if not faces:
-                    self.skipped.append(f)
-                    continue
-                crops.append(faces[0].crop)
-                people.append(folder.name)
-        names, labels = np.unique(np.asarray(people), return_inverse=True)
-        self.names = [str(n) for n in names]
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.crops = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+        data, self.skipped = extract_crops(root, pipeline, max_per_identity=max_per_identity)
+        self.names = data.names
+        self.labels = torch.from_numpy(data.labels)
+        self.crops = torch.from_numpy(data.features)
 
     def __len__(self) -> int:
         return len(self.labels)

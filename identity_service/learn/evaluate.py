@@ -94,10 +94,15 @@ def evaluate(
 
 @torch.no_grad()
 def embed(model: torch.nn.Module, features: np.ndarray, device: str = "cpu", batch: int = 4096):
-    """Model outputs for numpy inputs, as a float32 numpy array."""
+    """Model outputs for numpy inputs, as a float32 numpy array. uint8 inputs are image crops:
+    scaled to [0, 1] on the device. Batches hold at most ~16M values (crops: a few hundred)."""
+    from .crops import to_unit
+
     model.eval()
+    row = int(np.prod(features.shape[1:])) or 1
+    batch = max(1, min(batch, 2**24 // row))
     outs = [
-        model(torch.from_numpy(features[k : k + batch]).float().to(device)).cpu()
+        model(to_unit(torch.from_numpy(features[k : k + batch]).to(device)).float()).cpu()
         for k in range(0, len(features), batch)
     ]
     return torch.cat(outs).numpy()

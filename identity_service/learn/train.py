@@ -1,5 +1,6 @@
-"""``fit``: one training loop for every loss/miner/sampler, with per-epoch metrics,
-resumable checkpoints and a rich progress bar."""
+"""``fit``: one training loop for every loss/miner/sampler and every input (embedding vectors
+for adapters, uint8 face crops for the CNN), with per-epoch metrics, resumable checkpoints and a
+rich progress bar."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pytorch_metric_learning.samplers import MPerClassSampler
 from rich.progress import Progress
 from torch.utils.data import DataLoader, Sampler
 
+from .crops import to_unit
 from .data import EmbeddingSet
 from .evaluate import embed, evaluate
 
@@ -53,6 +55,7 @@ def _rng_state() -> dict:
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
         "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
 
 
@@ -60,6 +63,8 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: Path, model, loss, optimizer, epoch: int, history, sampler=None) -> None:
@@ -114,17 +119,26 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``model`` (and the loss's own parameters, e.g. a softmax head) with Adam.
 
     ``loss(embeddings, labels, indices_tuple)`` follows PML; ``miner(embeddings, labels)`` picks
     the tuples (None: all of the batch). ``sampler=None`` shuffles. ``eval_set`` adds one-shot
     metrics (MAP@R, P@1, verification) per epoch. With ``checkpoint`` the state is saved after
-    every epoch; ``resume=True`` continues from it if it exists.
+    every epoch; ``resume=True`` continues from it if it exists. Batches are moved to
+    ``device`` first: uint8 crops become [0, 1] floats there, then ``transform`` (training
+    only, e.g. :class:`.crops.FlipJitter`) augments them on the device.
     """
     dataset = train.torch() if isinstance(train, EmbeddingSet) else train
+    cuda = str(device).startswith("cuda")
     loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, shuffle=sampler is None, drop_last=True
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=sampler is None,
+        drop_last=True,
+        pin_memory=cuda,
     )
     model.to(device)
     loss.to(device)
@@ -139,8 +153,9 @@ def fit(
             model.train()
             total, mined, batches = 0.0, 0, 0
             for x, y in loader:
-                x, y = x.to(device), y.to(device)
-                emb = model(x)
+                x = to_unit(x.to(device, non_blocking=cuda))
+                y = y.to(device, non_blocking=cuda)
+                emb = model(transform(x) if transform is not None else x)
                 indices = miner(emb, y) if miner is not None else None
                 value = loss(emb, y, indices)
                 optimizer.zero_grad()

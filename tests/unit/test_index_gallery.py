@@ -183,14 +183,15 @@ def test_auto_switches_kind_with_gallery_size():
     index.add(ids[:200], x[:200])
     assert index.backend_kind == "flat"
     index.add(ids[200:400], x[200:400])
-    assert index.backend_kind == "hnsw" and len(index) == 400
+    assert index.backend_kind == "ivfpq-refine" and len(index) == 400
     assert index.search(x[:50], 1).ids[:, 0].tolist() == list(range(50))
-    # Shrinking below half the threshold goes back to exact at the next compaction.
-    index.remove(ids[:300])
+    index.remove(ids[:150])  # 250 left: above half the threshold, stays approximate
+    assert index.backend_kind == "ivfpq-refine" and len(index) == 250
+    index.remove(ids[150:300])  # below half: back to exact
     assert index.backend_kind == "flat" and len(index) == 100
     np.testing.assert_array_equal(index.ids(), ids[300:400])
     index.rebuild(ids, x)
-    assert index.backend_kind == "hnsw" and len(index) == 800
+    assert index.backend_kind == "ivfpq-refine" and len(index) == 800
 
 
 def test_ivf_trains_when_enough_data_and_retrains_when_outgrown():
@@ -232,7 +233,7 @@ def test_gpu_without_gpu_support_is_a_typed_error():
 CONCURRENT_PARAMS = {
     "flat": {},
     "hnsw": {},
-    "auto": {"auto_flat_max_cells": 16 * 1000},  # switches to HNSW mid-run
+    "auto": {"auto_flat_max_cells": 16 * 1000},  # switches to ivfpq-refine mid-run
     "ivf": {"ivf_min_train": 500},  # trains, then retrains mid-run
     "ivfpq-refine": {"ivf_min_train": 500},
 }

@@ -98,7 +98,7 @@ def test_cli_verify_json_and_errors(lfw_image, tmp_path):
     assert json.loads(result.output)["detector"] == "yunet"
 
 
-def test_cli_main_prints_typed_error_and_exits_2(tmp_path):
+def test_cli_main_prints_typed_error_and_exits_1(tmp_path):
     import subprocess
     import sys
 
@@ -109,5 +109,5 @@ def test_cli_main_prints_typed_error_and_exits_2(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "undecodable_image" in proc.stderr and "Traceback" not in proc.stderr
