@@ -4,7 +4,8 @@
     .venv/bin/python bench/http_find.py --faces 20000 --seconds 5   # quicker
 
 Builds a gallery of synthetic faces plus a few real LFW people in a fresh Postgres database
-(bulk ``Repository.add_faces``; the throwaway database loads with ``synchronous_commit=off``).
+(synthetic rows bulk-loaded with COPY, see ``bulk_load``; the real people through
+``FaceService.enroll``).
 The synthetic identities come from the Gaussian face model of bench/index_scale.py, fitted to
 the real LFW embedding cache when one exists (``--real``): identity centre plus within-identity
 noise, ``--per-identity`` faces each, so the index sees face-like (hard) data, not uniform
@@ -19,6 +20,8 @@ Writes bench/results/http_find.json.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import multiprocessing as mp
 import os
@@ -41,30 +44,26 @@ sys.path.insert(0, str(REPO))
 
 from identity_service.api.settings import ApiSettings  # noqa: E402
 from identity_service.service import FaceService  # noqa: E402
-from identity_service.store import NewFace, upgrade  # noqa: E402
+from identity_service.store import upgrade  # noqa: E402
 
 PG = os.environ.get(
     "FACEID_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
 EMBEDDER = "dlib-resnet-v1"
+CHUNK_IDENTITIES = 10_000
 PEOPLE = ["Abel_Pacheco", "Adam_Sandler", "Abdullah_Gul", "Akhmed_Zakayev"]
 
 
 def face_model(real: Path | None) -> Any:
     """The gallery distribution of bench/index_scale.py (its docstring argues the choice)."""
     sys.path.insert(0, str(REPO / "bench"))
-    from index_scale import FaceModel, load_real
+    from index_scale import FaceModel, load_real, newest_lfw_cache
 
+    real = real or newest_lfw_cache()
     if real is not None and real.is_file():
         embeddings, labels = load_real(real)
         return FaceModel(embeddings, labels, seed=7)
     return FaceModel(None, None, seed=7)
-
-
-def newest_lfw_cache() -> Path | None:
-    found = sorted((Path.home() / ".faceid" / "cache").glob("lfw-*.npz"), key=os.path.getmtime)
-    found = [p for p in found if not p.name.startswith("lfw-all-")]
-    return found[-1] if found else None
 
 
 def fresh_database() -> tuple[str, Any]:
@@ -76,8 +75,6 @@ def fresh_database() -> tuple[str, Any]:
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-        # Bulk loading only: a crash loses the last commits of a database thrown away anyway.
-        conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
 
     def drop() -> None:
         with admin.connect() as conn:
@@ -87,35 +84,69 @@ def fresh_database() -> tuple[str, Any]:
     return server.set(database=name).render_as_string(hide_password=False), drop
 
 
+def _copy_rows(cursor: Any, table: str, columns: str, rows: Any) -> None:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    buf.seek(0)
+    cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buf)
+
+
+def bulk_load(engine: Any, coll: Any, model: Any, n_faces: int, per_identity: int) -> None:
+    """The rows ``Repository.upsert_identity`` + ``add_faces`` would write (identities, faces,
+    one ``index_log`` add per face), loaded with COPY: row by row, 1M synthetic faces take
+    ~20 minutes on this machine, and how the gallery got there is not what is measured."""
+    rng = np.random.default_rng(0)
+    n_ids = -(-n_faces // per_identity)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        names = (f"synthetic-{i}" for i in range(n_ids))
+        _copy_rows(
+            cur,
+            "identities",
+            "collection_id, external_id, metadata, deleted",
+            ((coll.id, name, "{}", "f") for name in names),
+        )
+        cur.execute("SELECT id FROM identities WHERE collection_id = %s ORDER BY id", (coll.id,))
+        identity_ids = [row[0] for row in cur.fetchall()]
+        box, marks = json.dumps([0, 0, 1, 1]), json.dumps([[0, 0]] * 5)
+        for lo in range(0, n_ids, CHUNK_IDENTITIES):
+            rows = []
+            for i in range(lo, min(n_ids, lo + CHUNK_IDENTITIES)):
+                n = min(per_identity, n_faces - i * per_identity)
+                vecs = model.centres(1, rng) + model.noise(n, rng)
+                vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype("<f4")
+                rows += [
+                    (identity_ids[i], coll.id, f"{i * per_identity + j:064x}", 0, box, marks,
+                     1.0, None, "\\x" + v.tobytes().hex(), coll.model_tag)
+                    for j, v in enumerate(vecs)
+                ]  # fmt: skip
+            _copy_rows(
+                cur,
+                "faces",
+                "identity_id, collection_id, image_sha256, face_index, bbox, landmarks, "
+                "det_score, quality, embedding, model",
+                rows,
+            )
+        cur.execute(
+            "INSERT INTO index_log (collection_id, face_id, op) "
+            "SELECT collection_id, id, 'add' FROM faces WHERE collection_id = %s ORDER BY id",
+            (coll.id,),
+        )
+        raw.commit()
+    finally:
+        raw.close()
+
+
 def build_gallery(
     settings: ApiSettings, n_faces: int, per_identity: int, lfw: Path, model: Any
 ) -> dict:
     """Synthetic faces in bulk, then real LFW people (photos 1-2) to find with photo 3."""
-    rng = np.random.default_rng(0)
     report: dict[str, Any] = {"gallery_data": model.source}
     with FaceService(settings) as service:
         coll = service.create_collection("bench")
-        repo = service.repo
         start = time.perf_counter()
-        for first in range(0, n_faces, per_identity):
-            ident = repo.upsert_identity(coll.id, f"synthetic-{first // per_identity}")
-            n = min(per_identity, n_faces - first)
-            vecs = model.centres(1, rng) + model.noise(n, rng)
-            vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
-            faces = [
-                NewFace(
-                    f"{first + i:064x}",
-                    0,
-                    [0, 0, 1, 1],
-                    [[0, 0]] * 5,
-                    1.0,
-                    None,
-                    v,
-                    f"{coll.model}@{coll.model_version}",
-                )
-                for i, v in enumerate(vecs)
-            ]
-            repo.add_faces(coll.id, ident.id, faces)
+        bulk_load(service.engine, coll, model, n_faces, per_identity)
         report["insert_seconds"] = round(time.perf_counter() - start, 1)
         for person in PEOPLE:
             photos = [lfw / "images" / person / f"{person}_{n:04d}.jpg" for n in (1, 2)]
@@ -213,7 +244,7 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=None, help="default: newest LFW cache")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "http_find.json")
     args = parser.parse_args()
-    model = face_model(args.real or newest_lfw_cache())
+    model = face_model(args.real)
 
     url_db, drop = fresh_database()
     tmp = Path(tempfile.mkdtemp(prefix="faceid-bench-"))

@@ -27,7 +27,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from identity_service.index import GalleryIndex, IndexParams, load_snapshot, save_snapshot
 
-DEFAULT_REAL = Path.home() / ".faceid" / "cache" / "lfw-embeddings-dlib-resnet-v1.npz"
+
+def newest_lfw_cache() -> Path | None:
+    """The newest LFW pairs cache of ``faceid eval lfw`` (not the all-images ``lfw-all-*``)."""
+    found = sorted((Path.home() / ".faceid" / "cache").glob("lfw-*.npz"), key=os.path.getmtime)
+    found = [p for p in found if not p.name.startswith("lfw-all-")]
+    return found[-1] if found else None
+
+
+DEFAULT_REAL = newest_lfw_cache()
 CHUNK = 100_000
 
 

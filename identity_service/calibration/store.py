@@ -75,12 +75,4 @@ def latest_for(
 ) -> CalibrationRecord | None:
     """The newest calibration of ``model`` for this collection, else the newest model-wide
     one (calibrations made on another collection never apply)."""
-    if collection_id is not None:
-        own = repo.latest_calibration(model, collection_id=collection_id)
-        if own is not None:
-            return own
-    newest = repo.latest_calibration(model)
-    if newest is None or newest.collection_id is None:
-        return newest
-    general = [r for r in repo.list_calibrations(model) if r.collection_id is None]
-    return max(general, key=lambda r: (r.created, r.id)) if general else None
+    return repo.calibration_in_force(model, collection_id)

@@ -31,7 +31,15 @@ from ..errors import FaceIDError, ModelMismatchError, NoFaceError
 from ..imaging import ImageInput, load_image_hashed
 from ..models import default_threshold
 from ..pipeline import FacePipeline
-from ..store import CollectionRecord, NewFace, Repository, check_schema, make_engine, upgrade
+from ..store import (
+    CollectionRecord,
+    FaceOwner,
+    NewFace,
+    Repository,
+    check_schema,
+    make_engine,
+    upgrade,
+)
 from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
 from .results import EnrollResult, ImageFailure, Match
@@ -257,7 +265,7 @@ class FaceService:
         # Enough faces to fill k identities even when each has several photos.
         k_faces = min(max(4 * k, k + 4 * top_m, 20), max(len(follower), 1))
         sims, ids = follower.search(queries, k_faces)
-        faces = self.repo.faces_by_ids({int(i) for i in ids.ravel() if i >= 0})
+        faces = self.repo.face_owners({int(i) for i in ids.ravel() if i >= 0})
         limit = threshold if threshold is not None else self.threshold(coll)
         return [
             self._rank(row_sims, row_ids, faces, k, aggregate, top_m, limit)
@@ -292,7 +300,7 @@ class FaceService:
     def _rank(
         sims: np.ndarray,
         ids: np.ndarray,
-        faces: dict[int, Any],
+        faces: dict[int, FaceOwner],
         k: int,
         aggregate: Aggregate,
         top_m: int,

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DuplicateError, NotFoundError
@@ -168,6 +168,28 @@ class AdminMixin(JobPartsMixin):
             stmt = stmt.where(Calibration.target_far == target_far)
         if collection_id is not None:
             stmt = stmt.where(Calibration.collection_id == collection_id)
+        with self._tx() as s:
+            row = s.scalar(stmt)
+            return None if row is None else _to_calibration(row)
+
+    def calibration_in_force(
+        self, model: str, collection_id: int | None = None
+    ) -> CalibrationRecord | None:
+        """The newest calibration of ``model`` made on this collection, else the newest
+        model-wide one (made on no collection); one query, as verify and find ask every time."""
+        scope = Calibration.collection_id.is_(None)
+        if collection_id is not None:
+            scope = or_(scope, Calibration.collection_id == collection_id)
+        stmt = (
+            select(Calibration)
+            .where(Calibration.model == model, scope)
+            .order_by(
+                Calibration.collection_id.is_(None),  # the collection's own first
+                Calibration.created.desc(),
+                Calibration.id.desc(),
+            )
+            .limit(1)
+        )
         with self._tx() as s:
             row = s.scalar(stmt)
             return None if row is None else _to_calibration(row)

@@ -69,6 +69,16 @@ class FaceRecord:
     created: datetime | None = None
 
 
+@dataclass(frozen=True)
+class FaceOwner:
+    """Whose face a face id is: all that ranking search results needs."""
+
+    face_id: int
+    identity_id: int
+    external_id: str
+    name: str | None
+
+
 @dataclass
 class NewFace:
     image_sha256: str
