@@ -46,8 +46,11 @@ class LogSource(Protocol):
         """(ids int64 (n,), vectors float32 (n, dim), max_seq covered)."""
         ...
 
-    def log_since(self, collection_id: int, seq: int) -> list[LogEntry]:
-        """Entries with seq > ``seq``, ordered by seq."""
+    def log_since(
+        self, collection_id: int, seq: int, *, embeddings_after: int | None = None
+    ) -> list[LogEntry]:
+        """Entries with seq > ``seq``, ordered by seq; adds at or below ``embeddings_after``
+        may come without their embedding (the caller has seen them)."""
         ...
 
     def max_seq(self, collection_id: int) -> int: ...
@@ -241,7 +244,14 @@ class IndexFollower:
             index.remove(np.fromiter(self._removed, dtype=np.int64, count=len(self._removed)))
 
     def _apply_locked(self, index: GalleryIndex) -> PollResult:
-        entries = self.source.log_since(self.collection_id, max(0, self._watermark - self.window))
+        # The window behind the watermark comes without embeddings: almost every entry in it
+        # was applied already, and reading 256 vectors per poll cost more than the search.
+        entries = self.source.log_since(
+            self.collection_id,
+            max(0, self._watermark - self.window),
+            embeddings_after=self._watermark,
+        )
+        entries = self._fill_late_adds(entries, index)
         removes: dict[int, int] = {}
         adds: dict[int, np.ndarray] = {}
         skipped = 0
@@ -252,6 +262,8 @@ class IndexFollower:
             if entry.op == "remove":
                 removes[face] = int(entry.seq)
             elif entry.op == "add":
+                if entry.embedding is None and entry.seq <= self._watermark:
+                    continue  # applied (or removed) on an earlier poll: read without its vector
                 vector = self._usable(entry)
                 if vector is None:
                     skipped += 1
@@ -271,6 +283,24 @@ class IndexFollower:
             newest = sorted(self._removed.items(), key=lambda item: item[1])
             self._removed = dict(newest[-self.remember_removed :])
         return PollResult(added, removed, skipped, top, index.needs_rebuild)
+
+    def _fill_late_adds(self, entries: list[LogEntry], index: GalleryIndex) -> list[LogEntry]:
+        """Re-read, with embeddings, from the first add behind the watermark that the index
+        has not seen: a transaction that committed after the last poll read past its seq."""
+        late = [
+            e.seq
+            for e in entries
+            if e.op == "add"
+            and e.embedding is None
+            and e.seq <= self._watermark
+            and e.face_id not in index
+            and int(e.face_id) not in self._removed
+        ]
+        if not late:
+            return entries
+        first = min(late)
+        refetched = self.source.log_since(self.collection_id, first - 1)
+        return [e for e in entries if e.seq < first] + refetched
 
     def _usable(self, entry: LogEntry) -> np.ndarray | None:
         emb = entry.embedding

@@ -171,13 +171,24 @@ class FacesMixin(StoreBase):
             vectors = vector(b"".join(blobs)).reshape(len(ids), coll.dim)
             return np.asarray(ids, dtype=np.int64), vectors, seq
 
-    def log_since(self, collection_id: int, seq: int, limit: int | None = None) -> list[LogEntry]:
-        """Log rows after ``seq``, in seq order, at most ``limit`` of them."""
+    def log_since(
+        self,
+        collection_id: int,
+        seq: int,
+        limit: int | None = None,
+        *,
+        embeddings_after: int | None = None,
+    ) -> list[LogEntry]:
+        """Log rows after ``seq``, in seq order, at most ``limit`` of them. Adds at or below
+        ``embeddings_after`` come without their embedding (None, as for a deleted face)."""
+        joined = and_(Face.id == IndexLog.face_id, IndexLog.op == "add")
+        if embeddings_after is not None:
+            joined = and_(joined, IndexLog.seq > embeddings_after)
         with self._tx() as s:
             self._collection(s, collection_id)
             stmt = (
                 select(IndexLog.seq, IndexLog.face_id, IndexLog.op, Face.embedding)
-                .outerjoin(Face, and_(Face.id == IndexLog.face_id, IndexLog.op == "add"))
+                .outerjoin(Face, joined)
                 .where(IndexLog.collection_id == collection_id, IndexLog.seq > seq)
                 .order_by(IndexLog.seq)
             )

@@ -174,8 +174,14 @@ class FakeLog:
         vectors = np.stack([self.faces[i] for i in ids]) if len(ids) else np.empty((0, self.dim))
         return ids, vectors.astype(np.float32), self.max_seq(collection_id)
 
-    def log_since(self, collection_id: int, seq: int):
-        return sorted((e for e in self.visible if e.seq > seq), key=lambda e: e.seq)
+    def log_since(self, collection_id: int, seq: int, *, embeddings_after: int | None = None):
+        entries = sorted((e for e in self.visible if e.seq > seq), key=lambda e: e.seq)
+        if embeddings_after is None:
+            return entries
+        return [  # as the database does: seen adds come without their vector
+            replace(e, embedding=None) if e.op == "add" and e.seq <= embeddings_after else e
+            for e in entries
+        ]
 
     def max_seq(self, collection_id: int) -> int:
         return max((e.seq for e in self.visible), default=0)
