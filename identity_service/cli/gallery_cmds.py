@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from ..config import get_settings
 from ..service import FaceService
 from ..service.results import ImportReport
-from .app import app, console, print_json
+from .app import app, console, print_json, progress_bar
 from .remote import ApiKeyOpt, ServerOpt, ensure_collection, local_only, remote
 from .remote_enroll import enroll_remote, enroll_remote_job, images_report
 from .views import show_import, show_matches
@@ -41,17 +40,6 @@ def db_current() -> None:
 
     url = get_settings().resolved_database_url
     console.print(f"database: {current_revision(url) or '(empty)'}; code: {head_revision()}")
-
-
-def _progress() -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 @app.command("enroll")
@@ -127,7 +115,7 @@ def _enroll_local(
             )
         else:
             total = len(list_folder(paths[0], limit))
-            with _progress() as bar:
+            with progress_bar(console) as bar:
                 task = bar.add_task(f"enrolling into {collection!r}", total=total)
                 report = import_folder(
                     service, coll, paths[0], limit=limit, progress=lambda n: bar.advance(task, n)

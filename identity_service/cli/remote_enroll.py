@@ -9,10 +9,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
 from ..service.results import EnrollResult, ImportReport
-from .app import console, err_console
+from .app import console, err_console, progress_bar
 from .views import show_job
 
 if TYPE_CHECKING:
@@ -70,7 +68,7 @@ def enroll_remote(
     size = batch_size or UPLOAD_BATCH
     start = time.perf_counter()
     results: list[EnrollResult] = []
-    with _progress() as bar:
+    with progress_bar(err_console) as bar:
         task = bar.add_task(f"enrolling into {collection!r}", total=total)
         for person, images in people:
             for chunk in _chunks(images, size):
@@ -99,14 +97,3 @@ def follow(job: Job, wait: bool, json_out: bool) -> None:
         console.print(job.id)
         return
     show_job(job.wait(progress=not json_out, poll=0.3), json_out)
-
-
-def _progress() -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    )

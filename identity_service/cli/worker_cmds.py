@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from ..errors import FaceIDError
 from ..store import JobRecord
-from .app import app, console, err_console
+from .app import app, console, err_console, progress_bar
 from .remote import ApiKeyOpt, ServerOpt, remote
 from .remote_enroll import follow
 from .views import job_of, show_job, show_jobs
@@ -59,17 +58,6 @@ def worker_command(
     celery_app.worker_main([*argv, "-n", node])
 
 
-def _progress() -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 def _follow(job_id: str, send: Callable[[], object] | None, json_out: bool) -> JobRecord:
     """Poll the job until it finishes, with a progress bar unless ``json_out``; ``send``
     (in-process runs) runs meanwhile in a thread."""
@@ -90,7 +78,7 @@ def _follow(job_id: str, send: Callable[[], object] | None, json_out: bool) -> J
         thread.start()
     started = time.monotonic()
     hinted = False
-    with _progress() as bar:
+    with progress_bar(console, elapsed=True) as bar:
         task = bar.add_task(f"job {job_id[:12]}", total=None, visible=not json_out)
 
         def update(job: JobRecord) -> None:

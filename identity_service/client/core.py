@@ -71,6 +71,14 @@ class _Retrying:
 
     retries: int
     backoff: float
+    _http: httpx.Client | httpx.AsyncClient
+
+    def _configure(
+        self, api_key: str | None, tenant: str | None, retries: int, backoff: float
+    ) -> None:
+        self._http.headers.update(_headers(api_key, tenant))
+        self.retries = retries
+        self.backoff = backoff
 
     def _retry_delay(self, attempt: int, outcome: Outcome) -> float | None:
         """Seconds to wait before the next attempt, or None to stop at this one."""
@@ -106,19 +114,10 @@ class FaceIDClient(Endpoints, _Retrying, SyncExecutor):
     ) -> None:
         """``http_client``: an httpx.Client to send through instead (tests pass FastAPI's
         TestClient); ``base_url`` is then ignored."""
-        headers = _headers(api_key, tenant)
-        if http_client is not None:
-            http_client.headers.update(headers)
-            self._http = http_client
-        else:
-            self._http = httpx.Client(
-                base_url=base_url.rstrip("/"),
-                headers=headers,
-                timeout=timeout,
-                transport=transport,
-            )
-        self.retries = retries
-        self.backoff = backoff
+        self._http = http_client or httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
+        self._configure(api_key, tenant, retries, backoff)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
@@ -163,19 +162,10 @@ class AsyncFaceIDClient(Endpoints, _Retrying, AsyncExecutor):
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         """``transport``: e.g. ``httpx.ASGITransport(app)`` to call an app in-process."""
-        headers = _headers(api_key, tenant)
-        if http_client is not None:
-            http_client.headers.update(headers)
-            self._http = http_client
-        else:
-            self._http = httpx.AsyncClient(
-                base_url=base_url.rstrip("/"),
-                headers=headers,
-                timeout=timeout,
-                transport=transport,
-            )
-        self.retries = retries
-        self.backoff = backoff
+        self._http = http_client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
+        self._configure(api_key, tenant, retries, backoff)
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
