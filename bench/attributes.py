@@ -3,9 +3,10 @@
 Age, gender and race heads (trained by ``faceid train-attributes``, read from the model cache)
 on the held-out sides of the splits fixed in ``identity_service.attributes``: LFW gender
 people-disjoint (20% of people), UTKFace test (20% of files; UTKFace has no identities, so the
-same person may sit on both sides). Emotion: the FER MobileFaceNet on FER2013 ``validation/``
-(PublicTest); 48x48 images are upscaled before detection, and where no face is detected the
-whole image is taken as the aligned face (counted in the output).
+same person may sit on both sides). Emotion: the FER MobileFaceNet, with the emotion head when
+one is trained, on FER2013 ``validation/`` (PublicTest); 48x48 images are upscaled before
+detection, and where no face is detected the whole image is taken as the aligned face (counted
+in the output).
 
     .venv/bin/python bench/attributes.py [--fer-limit N]
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from identity_service import FacePipeline, get_settings
 from identity_service.attributes import analyze_images, load_head
+from identity_service.attributes.analyze import models_for
 from identity_service.attributes.data import EMOTIONS, FER_FOLDERS, SEED
 from identity_service.attributes.train import evaluate_heads, load_data
 from identity_service.errors import FaceIDError
@@ -57,6 +59,7 @@ def emotion_eval(pipeline: FacePipeline, fer_dir: Path, limit: int | None) -> di
     return {
         "data": f"FER2013 validation/ (PublicTest), {len(items)} of {total} images"
         + (f" (fixed random sample, seed {SEED})" if len(items) < total else ""),
+        "model": models_for(pipeline).emotion_model().source,
         "accuracy": float((pred == y).mean()),
         "n": len(y),
         "face_detected": int(det.sum()),

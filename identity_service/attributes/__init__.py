@@ -1,6 +1,7 @@
-"""Face attributes: age, gender, race heads on face embeddings, and emotion (FER ONNX)."""
+"""Face attributes: age, gender, race heads on face embeddings; emotion from the FER model."""
 
 from .analyze import ACTIONS, Analysis, Attribute, analyze_image, analyze_images
+from .fit import Recipe, train_head
 from .heads import (
     HEAD_FILES,
     Head,
@@ -9,7 +10,6 @@ from .heads import (
     describe_heads,
     heads_dir,
     load_head,
-    train_head,
 )
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Head",
     "HeadInfo",
     "MlpWeights",
+    "Recipe",
     "analyze_image",
     "analyze_images",
     "describe_heads",

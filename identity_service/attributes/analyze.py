@@ -130,6 +130,18 @@ def _upscaled(array: np.ndarray) -> np.ndarray:
     return cv2.resize(array, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
 
 
+def emotion_face(pipeline: FacePipeline, image: ImageInput) -> tuple[np.ndarray, Detection, str]:
+    """The upscaled image, its centre-most face (else the whole image) and how it was found:
+    the face :func:`analyze_images` reads emotion from with ``on_no_face="whole-image"``."""
+    from ..detect import order_faces
+
+    array = _upscaled(load_image(image))
+    found = order_faces(pipeline.detector.detect(array), array.shape)[:1]
+    if found:
+        return array, found[0], "detected"
+    return array, whole_image_detection(array.shape[1], array.shape[0]), "whole-image"
+
+
 def _check_actions(actions: Sequence[str]) -> tuple[str, ...]:
     if isinstance(actions, str):
         actions = (actions,)

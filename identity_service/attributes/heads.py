@@ -1,6 +1,8 @@
-"""Small MLP heads on the pipeline's 128-d face embeddings: trained with torch, run as ONNX.
+"""Small MLP heads: trained with torch (:mod:`.fit`), run as ONNX.
 
-A head is one hidden layer (ReLU) and a softmax over its classes. The age head has 101 classes
+The age, gender and race heads read the pipeline's face embeddings; the emotion head reads the
+FER model's features (:mod:`.emotion`). A head is one hidden layer (ReLU) and a softmax over its
+classes. The age head has 101 classes
 (0..100 years) and reports the expectation as the age. Each head is one ONNX file in the model
 cache, ``faceid-attr-<action>.onnx``, written by ``faceid train-attributes``: the graph
 ``embeddings (n, dim) float32 -> probabilities (n, classes)`` (Gemm, Relu, Gemm, Softmax), with
@@ -31,6 +33,7 @@ HEAD_FILES = {
     "age": "faceid-attr-age.onnx",
     "gender": "faceid-attr-gender.onnx",
     "race": "faceid-attr-race.onnx",
+    "emotion": "faceid-attr-emotion.onnx",  # on FER-model features, not face embeddings
 }
 LEGACY_SUFFIX = ".npz"  # the numpy format heads had before ONNX
 AGE_BINS = 101
@@ -290,72 +293,3 @@ def _str_or_none(value: object) -> str | None:
 
 def age_from_probabilities(p: np.ndarray) -> np.ndarray:
     return p @ np.arange(p.shape[1], dtype=np.float64)
-
-
-def train_head(
-    x: np.ndarray,
-    y: np.ndarray,
-    classes: tuple[str, ...],
-    name: str,
-    *,
-    seed: int,
-    hidden: int = 256,
-    epochs: int = 300,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    age_sigma: float | None = None,
-) -> Head:
-    """Full-batch Adam on cross-entropy; with ``age_sigma`` the target is a Gaussian over the
-    age bins (label distribution learning) plus an L1 term on the expected age."""
-    import torch
-
-    # These heads are tiny: one thread is faster than several fighting over shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        weights = _train(x, y, len(classes), seed, hidden, epochs, lr, weight_decay, age_sigma)
-    finally:
-        torch.set_num_threads(threads)
-    meta = {"seed": seed, "hidden": hidden, "epochs": epochs}
-    return Head.from_weights(name, tuple(classes), weights, meta)
-
-
-def _train(x, y, k, seed, hidden, epochs, lr, weight_decay, age_sigma) -> MlpWeights:
-    import torch
-
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    xt = torch.as_tensor(np.asarray(x, np.float32))
-    yt = torch.as_tensor(np.asarray(y, np.int64))
-    model = torch.nn.Sequential(
-        torch.nn.Linear(xt.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, k)
-    )
-    with torch.no_grad():
-        for layer in (model[0], model[2]):
-            layer.weight.normal_(0.0, (2.0 / layer.in_features) ** 0.5, generator=g)
-            layer.bias.zero_()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if age_sigma is not None:
-        bins = torch.arange(k, dtype=torch.float32)
-        target = torch.exp(-0.5 * ((bins[None, :] - yt[:, None].float()) / age_sigma) ** 2)
-        target = target / target.sum(dim=1, keepdim=True)
-    # class-balanced weights keep small groups from being ignored
-    counts = torch.bincount(yt, minlength=k).float().clamp(min=1)
-    for _ in range(epochs):
-        opt.zero_grad()
-        logits = model(xt)
-        if age_sigma is not None:
-            logp = torch.log_softmax(logits, dim=1)
-            expected = (logp.exp() * bins).sum(dim=1)
-            loss = -(target * logp).sum(dim=1).mean() + 0.05 * (expected - yt.float()).abs().mean()
-        else:
-            weight = (counts.sum() / (k * counts)) ** 0.5
-            loss = torch.nn.functional.cross_entropy(logits, yt, weight=weight)
-        loss.backward()
-        opt.step()
-    return MlpWeights(
-        w1=model[0].weight.detach().numpy().T.copy(),
-        b1=model[0].bias.detach().numpy().copy(),
-        w2=model[2].weight.detach().numpy().T.copy(),
-        b2=model[2].bias.detach().numpy().copy(),
-    )

@@ -26,37 +26,25 @@ def write_plots(
     label = f"threshold {cal.threshold:.4f} (FAR {cal.far:.2g}, TAR {cal.tar:.4f})"
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6, 5))
-    floor = 0.5 / cal.n_impostor
-    ax.plot(np.maximum(far, floor), tar, lw=1.5)
-    ax.scatter([max(cal.far, floor)], [cal.tar], color="red", zorder=3, label=label)
-    ax.axvline(cal.target_far, color="grey", ls=":", label=f"target FAR {cal.target_far:g}")
-    ax.set_xscale("log")
-    ax.set_xlim(floor, 1)
-    ax.set_xlabel("false accept rate (FAR)")
-    ax.set_ylabel("true accept rate (TAR)")
-    ax.set_title(f"ROC: {title} (AUC {cal.auc:.4f})", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    paths.append(_save(fig, out_dir / "roc.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    frr = 1.0 - tar
     fl_far, fl_frr = 0.5 / cal.n_impostor, 0.5 / cal.n_genuine
-    ax.plot(np.maximum(far, fl_far), np.maximum(frr, fl_frr), lw=1.5)
-    ax.scatter(
+    roc = _error_curve(plt, (np.maximum(far, fl_far), fl_far), (tar, None))
+    roc.scatter([max(cal.far, fl_far)], [cal.tar], color="red", zorder=3, label=label)
+    roc.axvline(cal.target_far, color="grey", ls=":", label=f"target FAR {cal.target_far:g}")
+    roc.set_ylabel("true accept rate (TAR)")
+    roc.set_title(f"ROC: {title} (AUC {cal.auc:.4f})", fontsize=9)
+    roc.legend(fontsize=8, loc="lower right")
+    paths.append(_save(roc.figure, out_dir / "roc.png"))
+
+    det = _error_curve(
+        plt, (np.maximum(far, fl_far), fl_far), (np.maximum(1 - tar, fl_frr), fl_frr)
+    )
+    det.scatter(
         [max(cal.far, fl_far)], [max(1 - cal.tar, fl_frr)], color="red", zorder=3, label=label
     )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(fl_far, 1)
-    ax.set_ylim(fl_frr, 1)
-    ax.set_xlabel("false accept rate (FAR)")
-    ax.set_ylabel("false reject rate (FRR)")
-    ax.set_title(f"DET: {title}", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    paths.append(_save(fig, out_dir / "det.png"))
+    det.set_ylabel("false reject rate (FRR)")
+    det.set_title(f"DET: {title}", fontsize=9)
+    det.legend(fontsize=8, loc="upper right")
+    paths.append(_save(det.figure, out_dir / "det.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     bins = np.linspace(float(d.min()), float(d.max()), 60)
@@ -75,6 +63,21 @@ def write_plots(
     ax.legend(fontsize=8, loc="upper right")
     paths.append(_save(fig, out_dir / "distances.png"))
     return paths
+
+
+def _error_curve(plt, x: tuple[np.ndarray, float], y: tuple[np.ndarray, float | None]):
+    """Axes with the curve ``y[0]`` against FAR ``x[0]`` on log scales from their floors (a
+    floor of ``None`` keeps that axis linear), gridded; the caller labels and marks it."""
+    _, ax = plt.subplots(figsize=(6, 5))
+    ax.plot(x[0], y[0], lw=1.5)
+    ax.set_xscale("log")
+    ax.set_xlim(x[1], 1)
+    if y[1] is not None:
+        ax.set_yscale("log")
+        ax.set_ylim(y[1], 1)
+    ax.set_xlabel("false accept rate (FAR)")
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
 
 
 def _save(fig: object, path: Path) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from .backends import Backend, faiss_search
+from .backends import Backend
 from .errors import GalleryIndexError
 
 KIND = "ivfpq-refine"
@@ -57,6 +57,7 @@ class RefineBackend(Backend):
         self.trained_n = trained_n
         self.nprobe = nprobe
         self.refine_factor = refine_factor
+        self._centroids: np.ndarray | None = None  # the coarse centroids, copied on first search
 
     @classmethod
     def trained(
@@ -103,10 +104,8 @@ class RefineBackend(Backend):
     def search(
         self, queries: np.ndarray, k: int, ef_search: int | None, nprobe: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        params = faiss.SearchParametersIVF()
-        params.nprobe = min(nprobe or self.nprobe, self.base.nlist)
         wide = max(k, k * self.refine_factor)
-        _, candidates = faiss_search(self.base, queries, wide, params)
+        candidates = self._candidates(queries, wide, min(nprobe or self.nprobe, self.base.nlist))
         found = candidates >= 0
         if found.all():
             flat = self.exact.reconstruct_batch(candidates.ravel())
@@ -126,6 +125,41 @@ class RefineBackend(Backend):
             top_sims = np.pad(top_sims, ((0, 0), (0, pad)), constant_values=-np.inf)
             top_ids = np.pad(top_ids, ((0, 0), (0, pad)), constant_values=-1)
         return top_sims, top_ids
+
+    def _candidates(self, queries: np.ndarray, wide: int, nprobe: int) -> np.ndarray:
+        """Face ids of the ``wide`` best fast-scan scores per query.
+
+        The lists to probe are picked here, with one BLAS product against a copy of the
+        centroids, and handed to faiss' ``search_preassigned``: at 1M faces that costs about a
+        fifth of what the flat quantizer's own top-``nprobe`` heap does (bench/README.md).
+        """
+        centroids = self._centroid_matrix()
+        scores = queries @ centroids.T
+        if nprobe < len(centroids):
+            lists = np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]
+        else:
+            lists = np.broadcast_to(np.arange(len(centroids)), scores.shape)
+        lists = np.ascontiguousarray(lists, dtype=np.int64)
+        coarse = np.ascontiguousarray(np.take_along_axis(scores, lists, axis=1), np.float32)
+        n = len(queries)
+        distances = np.empty((n, wide), dtype=np.float32)
+        labels = np.empty((n, wide), dtype=np.int64)
+        params = faiss.SearchParametersIVF()
+        params.nprobe = lists.shape[1]
+        x = np.ascontiguousarray(queries, dtype=np.float32)
+        sp = faiss.swig_ptr
+        # The Python wrapper of search_preassigned refuses per-call parameters; the C++ call
+        # takes them, so concurrent searches never share a mutable nprobe.
+        self.base.search_preassigned_c(
+            n, sp(x), wide, sp(lists), sp(coarse), sp(distances), sp(labels), False, params
+        )
+        return labels
+
+    def _centroid_matrix(self) -> np.ndarray:
+        if self._centroids is None:
+            quantizer = faiss.downcast_index(self.base.quantizer)
+            self._centroids = quantizer.reconstruct_n(0, quantizer.ntotal).astype(np.float32)
+        return self._centroids
 
     # -- contents ------------------------------------------------------------------------------
     @property

@@ -243,10 +243,28 @@ def install_adapter(
     return InstallResult(installed, target, sidecar, already_installed=previous == installed)
 
 
+_sidecars: dict[Path, tuple[tuple[int, int, int], InstalledAdapter]] = {}
+
+
 def find_installed(sha8: str, settings: Settings) -> InstalledAdapter | None:
-    """The sidecar of an installed adapter, or ``None``."""
+    """The sidecar of an installed adapter, or ``None``.
+
+    ``find`` asks on every call for a collection on an adapter; the parsed sidecar is kept
+    while the file (mtime, size, inode) stays the same, so that costs one ``stat``.
+    """
     sidecar = settings.resolved_adapter_dir / f"{sha8}.json"
-    return InstalledAdapter.read(sidecar) if sidecar.is_file() else None
+    try:
+        st = sidecar.stat()
+    except OSError:
+        _sidecars.pop(sidecar, None)
+        return None
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    kept = _sidecars.get(sidecar)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    installed = InstalledAdapter.read(sidecar)
+    _sidecars[sidecar] = (stamp, installed)
+    return installed
 
 
 def load_installed(sha8: str, settings: Settings) -> InstalledAdapter:

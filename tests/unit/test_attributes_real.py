@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -19,15 +21,22 @@ from identity_service.attributes.data import (
     read_lfw_gender,
     read_utkface,
 )
+from identity_service.attributes.emotion import EmotionModel
 from identity_service.attributes.heads import AGE_BINS
 from identity_service.attributes.train import (
+    EMOTION_RECIPE,
     AttributeData,
+    evaluate_emotion,
     evaluate_heads,
+    load_emotion_data,
+    save_emotion_head,
     save_heads,
+    train_emotion_head,
     train_heads,
 )
 from identity_service.config import get_settings
 from identity_service.errors import NoFaceError
+from identity_service.models import MODELS
 
 FER_HAPPY = get_settings().shared_dir / "data/fer2013/validation/happy/PublicTest_10130075.jpg"
 
@@ -48,6 +57,8 @@ def tiny_pipeline():
         head = train_head(x, y, classes, action, seed=0, hidden=8, epochs=3)
         head.meta["embedder"] = pipeline.model
         models.heads[action] = head
+    # The FER model's own classifier, whatever heads the user's cache holds.
+    models.emotion = EmotionModel(pipeline.settings, use_head=False)
     return pipeline
 
 
@@ -127,6 +138,10 @@ def trained_pipeline(tmp_path_factory):
     assert np.isfinite(data.utk_x).all() and np.isfinite(data.lfw_x).all()
     heads = train_heads(data, epochs=200)
     paths = save_heads(heads, data, evaluate_heads(heads, data), settings)
+    emo = load_emotion_data(pipeline, settings.shared_dir, cache, limit=30)
+    assert len(emo.y) == 60 and np.isfinite(emo.x).all()
+    head = train_emotion_head(emo, recipe=replace(EMOTION_RECIPE, epochs=3))
+    paths["emotion"] = save_emotion_head(head, emo, evaluate_emotion(head, emo), settings)
     assert {p.name for p in paths.values()} == set(HEAD_FILES.values())
     return pipeline
 
@@ -145,6 +160,13 @@ def test_trained_heads_are_plausible_on_a_known_adult(trained_pipeline, lfw_imag
 def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
     info = {i.action: i for i in describe_heads(trained_pipeline.settings)}
     assert set(info) == set(HEAD_FILES)
+    emotion = info.pop("emotion")
+    assert emotion.present and emotion.error is None
+    assert emotion.embedder == MODELS["fer-mobilefacenet"].tag
+    assert "FER2013" in emotion.provenance["licence"]
+    assert emotion.provenance["data"]["fer2013"]["train"] == 30
+    assert emotion.metrics["fer2013_publictest"]["n"] == 30
+    assert set(emotion.metrics["per_class_recall"]) <= set(EMOTIONS)
     for action, head in info.items():
         assert head.present and head.path.suffix == ".onnx" and head.error is None, action
         assert head.embedder == trained_pipeline.model
@@ -153,6 +175,14 @@ def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
         assert head.provenance["data"]["lfw_gender"]["images"] == 60
     assert info["gender"].metrics["utkface_all"]["n"] > 0
     assert info["age"].metrics["n"] > 0
+
+
+def test_trained_emotion_head_is_what_analyze_uses(trained_pipeline):
+    (face,) = trained_pipeline.analyze(FER_HAPPY, actions=("emotion",))
+    model = models_for(trained_pipeline).emotion_model()
+    assert model.source == "fer-mobilefacenet+faceid-attr-emotion"
+    assert face.emotion.value in EMOTIONS
+    assert sum(face.emotion.scores.values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_cli_analyze_json(tiny_pipeline, lfw_image, monkeypatch):

@@ -103,6 +103,22 @@ def test_refine_returns_exact_similarities_and_retrains_when_outgrown():
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # ranked best first
 
 
+def test_refine_picks_lists_itself_for_any_nprobe_including_all_of_them():
+    x = clustered(3000, 32, clusters=60, spread=1.0)
+    index = GalleryIndex(32, "ivfpq-refine", ivf_min_train=1000)
+    index.add(np.arange(3000, dtype=np.int64), x)
+    nlist = index.export_state().extra["nlist"]
+    q = probes(x, 60)
+    exact = np.argmax(q @ x.T, axis=1)
+    hits = {}
+    for nprobe in (1, nlist // 2, nlist, 10 * nlist):
+        sims, found = index.search(q, 5, nprobe=nprobe)
+        assert (found >= 0).all() and (np.diff(sims, axis=1) <= 1e-6).all()
+        hits[nprobe] = (found[:, 0] == exact).mean()
+    assert hits[nlist] >= 0.95 and hits[10 * nlist] == hits[nlist]  # capped at every list
+    assert hits[1] <= hits[nlist // 2] <= hits[nlist]
+
+
 def test_hnsw_tombstones_are_filtered_then_compacted():
     x = clustered(1000, 16)
     ids = np.arange(1000, dtype=np.int64)
