@@ -157,8 +157,11 @@ class RefineBackend(Backend):
 
     def _centroid_matrix(self) -> np.ndarray:
         if self._centroids is None:
+            # Read from the flat quantizer's storage: faiss.contrib.torch_utils (imported by
+            # pytorch-metric-learning) makes reconstruct_n return torch tensors.
             quantizer = faiss.downcast_index(self.base.quantizer)
-            self._centroids = quantizer.reconstruct_n(0, quantizer.ntotal).astype(np.float32)
+            flat = faiss.rev_swig_ptr(quantizer.get_xb(), quantizer.ntotal * quantizer.d)
+            self._centroids = np.array(flat, dtype=np.float32).reshape(quantizer.ntotal, -1)
         return self._centroids
 
     # -- contents ------------------------------------------------------------------------------
