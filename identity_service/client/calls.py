@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import io
@@ -76,7 +77,9 @@ class endpoint(Generic[P, T]):  # lower case: used as a decorator, like property
         if isinstance(obj, AsyncExecutor):
 
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                return await obj._execute(build(obj, *args, **kwargs))
+                # Building reads image files and encodes arrays: off the event loop.
+                call = await asyncio.to_thread(build, obj, *args, **kwargs)
+                return await obj._execute(call)
 
             return self._dress(run_async)
 

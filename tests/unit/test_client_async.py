@@ -98,3 +98,20 @@ async def test_retries_503_then_raises_typed():
         with pytest.raises(UnknownCollectionError, match="gone"):
             await c.collection("c")
     assert len(calls) == 3
+
+
+async def test_image_files_are_read_off_the_event_loop(api, keys, lfw_image, monkeypatch):
+    import threading
+    from pathlib import Path
+
+    readers = []
+    real_read = Path.read_bytes
+
+    def spy(self):
+        readers.append(threading.current_thread())
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", spy)
+    async with aclient(api, keys["a_query"]) as acme:
+        await acme.verify(lfw_image("Abel_Pacheco", 1), lfw_image("Abel_Pacheco", 2))
+    assert len(readers) == 2 and threading.current_thread() not in readers
