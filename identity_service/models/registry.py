@@ -169,6 +169,18 @@ MODELS: dict[str, ModelSpec] = {
             description="7-class facial expression, 112x112 ArcFace-aligned input",
             input_size=(112, 112),
         ),
+        ModelSpec(
+            name="faceid-attr-emotion",
+            version="1",
+            kind="attribute",
+            files=(ModelFile(filename="faceid-attr-emotion.onnx", sha256=None, url=None),),
+            licence="weights: trained on FER2013 (research use); FER model Apache-2.0",
+            description="emotion head (MLP 519-256-7, ONNX) on fer-mobilefacenet's penultimate "
+            "features and logits, face and mirror averaged; trained by `faceid train-attributes` "
+            "on FER2013's Training split, written to <data_dir>/cache/models (not shipped); "
+            "without it the FER model's own classifier answers",
+            extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
+        ),
         *(
             ModelSpec(
                 name=f"faceid-attr-{action}",
