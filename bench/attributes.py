@@ -24,18 +24,14 @@ import numpy as np
 from identity_service import FacePipeline, get_settings
 from identity_service.attributes import analyze_images, load_head
 from identity_service.attributes.analyze import models_for
-from identity_service.attributes.data import EMOTIONS, FER_FOLDERS, SEED
+from identity_service.attributes.data import EMOTIONS, SEED
+from identity_service.attributes.fer import read_fer
 from identity_service.attributes.train import evaluate_heads, load_data
 from identity_service.errors import FaceIDError
 
 
 def emotion_eval(pipeline: FacePipeline, fer_dir: Path, limit: int | None) -> dict[str, object]:
-    items = [
-        (p, EMOTIONS.index(FER_FOLDERS[d.name]))
-        for d in sorted(fer_dir.iterdir())
-        if d.is_dir() and d.name in FER_FOLDERS
-        for p in sorted(d.glob("*.jpg"))
-    ]
+    items = [(fer_dir / i.relpath, i.label) for i in read_fer(fer_dir) if i.split == "validation"]
     total = len(items)
     if limit and limit < total:
         items = random.Random(SEED).sample(items, limit)
@@ -100,7 +96,7 @@ def main() -> None:
         if not args.skip_emotion:
             t = time.perf_counter()
             out["emotion"] = emotion_eval(
-                pipeline, settings.shared_dir / "data" / "fer2013" / "validation", args.fer_limit
+                pipeline, settings.shared_dir / "data" / "fer2013", args.fer_limit
             )
             out["emotion"]["seconds"] = round(time.perf_counter() - t, 1)
             print(json.dumps(out["emotion"], indent=1))

@@ -74,11 +74,17 @@ class EmotionModel:
         out = np.zeros((len(crops), 2, FEATURE_DIM), np.float32)
         for i, crop in enumerate(crops):
             for view, image in enumerate((crop, crop[:, ::-1])):
-                x = (image.astype(np.float32) / 255.0 - 0.5) / 0.5
-                x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-                logits, feats = self._session.run(None, {self._input: x})
-                out[i, view] = np.concatenate([feats.reshape(-1), logits.reshape(-1)])
+                logits, feats = self._run(image)
+                out[i, view] = np.concatenate([feats, logits])
         return out
+
+    def _run(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One crop through the FER model: its 7 logits and 512 penultimate features."""
+        x = (crop.astype(np.float32) / 255.0 - 0.5) / 0.5
+        logits, feats = self._session.run(
+            None, {self._input: np.ascontiguousarray(x.transpose(2, 0, 1)[None])}
+        )
+        return logits.reshape(-1), feats.reshape(-1)
 
     def probabilities(self, crops: list[np.ndarray]) -> np.ndarray:
         """Aligned crops -> ``(N, 7)`` probabilities (rows sum to 1)."""
@@ -88,8 +94,7 @@ class EmotionModel:
             return probabilities_from_features(self.head, self.features(crops))
         out = np.zeros((len(crops), len(EMOTIONS)), np.float64)
         for i, crop in enumerate(crops):
-            x = (crop.astype(np.float32) / 255.0 - 0.5) / 0.5
-            logits = self._session.run(None, {self._input: x.transpose(2, 0, 1)[None]})[0][0]
+            logits = self._run(crop)[0]
             z = logits.astype(np.float64) - logits.max()
             out[i] = np.exp(z) / np.exp(z).sum()
         return out
