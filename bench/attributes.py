@@ -3,10 +3,11 @@
 Age, gender and race heads (trained by ``faceid train-attributes``, read from the model cache)
 on the held-out sides of the splits fixed in ``identity_service.attributes``: LFW gender
 people-disjoint (20% of people), UTKFace test (20% of files; UTKFace has no identities, so the
-same person may sit on both sides). Emotion: the FER MobileFaceNet, with the emotion head when
-one is trained, on FER2013 ``validation/`` (PublicTest); 48x48 images are upscaled before
-detection, and where no face is detected the whole image is taken as the aligned face (counted
-in the output).
+same person may sit on both sides). Emotion: the FER MobileFaceNet, with the emotion head and
+the emotion CNN when they are trained (``model`` in the output says which), on FER2013
+``validation/`` (PublicTest); 48x48 images are upscaled before detection, and where no face is
+detected the whole image is taken as the aligned face (counted in the output). The peer, run in
+the same process, is the FER model with its own classifier.
 
     .venv/bin/python bench/attributes.py [--fer-limit N]
 """
@@ -25,6 +26,7 @@ from identity_service import FacePipeline, get_settings
 from identity_service.attributes import analyze_images, load_head
 from identity_service.attributes.analyze import models_for
 from identity_service.attributes.data import EMOTIONS, SEED
+from identity_service.attributes.emotion import EmotionModel
 from identity_service.attributes.fer import read_fer
 from identity_service.attributes.train import evaluate_heads, load_data
 from identity_service.errors import FaceIDError
@@ -94,12 +96,20 @@ def main() -> None:
             out["heads_seconds"] = round(time.perf_counter() - t, 1)
             print(json.dumps(out["heads"], indent=1))
         if not args.skip_emotion:
+            fer_dir = settings.shared_dir / "data" / "fer2013"
             t = time.perf_counter()
-            out["emotion"] = emotion_eval(
-                pipeline, settings.shared_dir / "data" / "fer2013", args.fer_limit
-            )
+            out["emotion"] = emotion_eval(pipeline, fer_dir, args.fer_limit)
             out["emotion"]["seconds"] = round(time.perf_counter() - t, 1)
             print(json.dumps(out["emotion"], indent=1))
+            # the peer, in the same process: opencv_zoo's FER model with its own classifier
+            models_for(pipeline).emotion = EmotionModel(settings, load_trained=False)
+            peer = emotion_eval(pipeline, fer_dir, args.fer_limit)
+            out["emotion_peer"] = {k: peer[k] for k in ("model", "accuracy", "n")}
+            ratio = out["emotion"]["accuracy"] / peer["accuracy"]
+            print(
+                f"emotion accuracy {out['emotion']['accuracy']:.4f} vs {peer['model']} alone "
+                f"{peer['accuracy']:.4f} (ratio {ratio:.3f})"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -8,6 +8,10 @@ the PublicTest split). The emotion head (``faceid-attr-emotion.onnx``) reads the
 512-d penultimate features and its 7 logits, for the face and its mirror image, and averages
 the two answers (62 % on the same split, measured in the README). Without the head, the FER
 model's own classifier answers.
+
+When ``faceid train-attributes`` has also trained the emotion CNN (``faceid-attr-emotion-cnn``,
+:mod:`.emotion_cnn`) on FER2013's own grey faces, its answer (face and mirror averaged) is
+averaged with the one above, with equal weight.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ..errors import ModelError, ModelFileMissingError
 from ..models import MODELS
 from ..models.registry import resolve_file
 from .data import EMOTIONS
+from .emotion_cnn import CNN_DIM, grey_face
 from .heads import Head, load_head
 from .runtime import ort_session
 
@@ -40,29 +45,38 @@ def _with_feature_output(path) -> bytes:
 
 class EmotionModel:
     def __init__(
-        self, settings: Settings | None = None, head: Head | None = None, *, use_head: bool = True
+        self,
+        settings: Settings | None = None,
+        head: Head | None = None,
+        cnn: Head | None = None,
+        *,
+        load_trained: bool = True,
     ) -> None:
+        """``head`` and ``cnn`` not given are loaded from the model cache when
+        ``load_trained`` and trained there; without a head the FER model's classifier answers."""
         settings = settings or get_settings()
         path = resolve_file(MODELS["fer-mobilefacenet"].files[0], settings)
         self._session = ort_session(
             _with_feature_output(path), settings.device, f"FER model {path}"
         )
         self._input = self._session.get_inputs()[0].name
-        self.head = head
-        if head is None and use_head:
-            try:
-                self.head = load_head("emotion", settings)
-            except ModelFileMissingError:
-                self.head = None  # the FER model's own classifier answers
-        if self.head is not None and self.head.dim != FEATURE_DIM:
-            raise ModelError(
-                f"the emotion head takes {self.head.dim} features, not the FER model's "
-                f"{FEATURE_DIM}; re-run `faceid train-attributes --actions emotion`"
-            )
+        if load_trained:
+            head = head if head is not None else _optional("emotion", settings)
+            cnn = cnn if cnn is not None else _optional("emotion-cnn", settings)
+        self.head, self.cnn = head, cnn
+        for what, model, dim in (("head", self.head, FEATURE_DIM), ("CNN", self.cnn, CNN_DIM)):
+            if model is not None and model.dim != dim:
+                raise ModelError(
+                    f"the emotion {what} takes {model.dim} inputs, not {dim}; "
+                    "re-run `faceid train-attributes --actions emotion`"
+                )
 
     @property
     def source(self) -> str:
-        return "fer-mobilefacenet+faceid-attr-emotion" if self.head else "fer-mobilefacenet"
+        parts = ["fer-mobilefacenet"]
+        parts += ["faceid-attr-emotion"] if self.head else []
+        parts += ["faceid-attr-emotion-cnn"] if self.cnn else []
+        return "+".join(parts)
 
     @staticmethod
     def crop(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -91,13 +105,29 @@ class EmotionModel:
         if not crops:
             return np.zeros((0, len(EMOTIONS)), np.float64)
         if self.head is not None:
-            return probabilities_from_features(self.head, self.features(crops))
-        out = np.zeros((len(crops), len(EMOTIONS)), np.float64)
-        for i, crop in enumerate(crops):
-            logits = self._run(crop)[0]
-            z = logits.astype(np.float64) - logits.max()
-            out[i] = np.exp(z) / np.exp(z).sum()
-        return out
+            fer = probabilities_from_features(self.head, self.features(crops))
+        else:
+            fer = np.zeros((len(crops), len(EMOTIONS)), np.float64)
+            for i, crop in enumerate(crops):
+                logits = self._run(crop)[0]
+                z = logits.astype(np.float64) - logits.max()
+                fer[i] = np.exp(z) / np.exp(z).sum()
+        if self.cnn is None:
+            return fer
+        cnn = probabilities_from_faces(self.cnn, np.stack([grey_face(c) for c in crops]))
+        return ensemble([fer, cnn])
+
+
+def ensemble(members: list[np.ndarray]) -> np.ndarray:
+    """Equal-weight average of the members' ``(N, 7)`` probabilities."""
+    return np.mean(members, axis=0)
+
+
+def _optional(action: str, settings: Settings) -> Head | None:
+    try:
+        return load_head(action, settings)
+    except ModelFileMissingError:
+        return None  # not trained: the model answers without it
 
 
 def probabilities_from_features(head: Head, features: np.ndarray) -> np.ndarray:
@@ -105,3 +135,9 @@ def probabilities_from_features(head: Head, features: np.ndarray) -> np.ndarray:
     n, views, dim = features.shape
     p = head.probabilities(features.reshape(n * views, dim)).reshape(n, views, -1)
     return p.mean(axis=1).astype(np.float64)
+
+
+def probabilities_from_faces(cnn: Head, faces: np.ndarray) -> np.ndarray:
+    """The CNN's answer on ``(N, 48, 48)`` grey faces, averaged with their mirror images."""
+    views = np.stack([faces, faces[:, :, ::-1]], axis=1).astype(np.float32)
+    return probabilities_from_features(cnn, views.reshape(len(faces), 2, CNN_DIM))

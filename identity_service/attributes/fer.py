@@ -1,5 +1,6 @@
-"""FER2013 for the emotion head: the listing, its official split, and the FER model's features
-per image, computed once (in the pipeline's ``workers`` processes) and cached.
+"""FER2013 for the emotion models: the listing, its official split, and per image the FER model's
+features and the 48x48 grey aligned face the emotion CNN reads, computed once (in the pipeline's
+``workers`` processes) and cached.
 
 Each image goes through the same steps as :func:`analyze_images` with
 ``on_no_face="whole-image"``: upscaled, the centre-most detected face, else the whole image as
@@ -10,6 +11,7 @@ PublicTest split; the head trains on the first and reports on the second.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,12 +23,24 @@ import numpy as np
 from ..errors import FaceIDError
 from .data import EMOTIONS, FER_FOLDERS
 from .emotion import FEATURE_DIM, EmotionModel
+from .emotion_cnn import CNN_SIDE, grey_face
 
 if TYPE_CHECKING:
     from ..pipeline import FacePipeline
 
 SPLITS = ("train", "validation")
 CHUNK = 256
+SAVE_EVERY_S = 60.0
+
+
+@dataclass
+class FerRows:
+    features: np.ndarray  # (N, 2, 519): FER-model features of each face and of its mirror
+    faces: np.ndarray  # (N, 48, 48) uint8: the grey aligned face
+    how: list[str]  # "detected" | "whole-image" | "error:<code>"
+
+
+Row = tuple[np.ndarray, np.ndarray, str]
 
 
 @dataclass(frozen=True)
@@ -56,24 +70,22 @@ def read_fer(fer_dir: Path, limit_per_split: int | None = None) -> list[FerItem]
 def _cache_file(cache_dir: Path, pipeline: FacePipeline) -> Path:
     from ..models import MODELS
 
-    key = f"{pipeline.detector.name}|{MODELS['fer-mobilefacenet'].tag}|fer-features-v1"
+    key = f"{pipeline.detector.name}|{MODELS['fer-mobilefacenet'].tag}|fer-features-v2"
     return cache_dir / f"fer2013-{hashlib.sha256(key.encode()).hexdigest()[:10]}.npz"
 
 
-def _load(path: Path) -> dict[str, tuple[np.ndarray, str]]:
+def _load(path: Path) -> dict[str, Row]:
     if not path.is_file():
         return {}
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {
-                str(k): (f, str(h))
-                for k, f, h in zip(data["paths"], data["features"], data["how"], strict=True)
-            }
+            rows = zip(data["paths"], data["features"], data["faces"], data["how"], strict=True)
+            return {str(k): (f, g, str(h)) for k, f, g, h in rows}
     except (OSError, ValueError, KeyError):
         return {}  # a damaged cache is only a slower run
 
 
-def _save(path: Path, table: dict[str, tuple[np.ndarray, str]]) -> None:
+def _save(path: Path, table: dict[str, Row]) -> None:
     keys = sorted(table)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
@@ -81,7 +93,8 @@ def _save(path: Path, table: dict[str, tuple[np.ndarray, str]]) -> None:
         tmp,
         paths=np.array(keys),
         features=np.stack([table[k][0] for k in keys]).astype(np.float32),
-        how=np.array([table[k][1] for k in keys]),
+        faces=np.stack([table[k][1] for k in keys]).astype(np.uint8),
+        how=np.array([table[k][2] for k in keys]),
     )
     tmp.replace(path)
 
@@ -92,25 +105,34 @@ def fer_features(
     items: list[FerItem],
     cache_dir: Path,
     progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, list[str]]:
-    """``(N, 2, 519)`` features of each item (face, mirror) and how its face was found."""
+) -> FerRows:
+    """The FER-model features, grey face and how the face was found, per item."""
     path = _cache_file(cache_dir, pipeline)
     table = _load(path)
     todo = [i.relpath for i in items if i.relpath not in table]
     chunks = [[fer_dir / p for p in todo[s : s + CHUNK]] for s in range(0, len(todo), CHUNK)]
     if chunks:
-        for part, rows in zip(chunks, _map_chunks(pipeline, chunks), strict=True):
+        saved = time.monotonic()
+        for n, (part, rows) in enumerate(zip(chunks, _map_chunks(pipeline, chunks), strict=True)):
             for image, row in zip(part, rows, strict=True):
                 table[str(image.relative_to(fer_dir))] = row
-            _save(path, table)
+            # Each save rewrites the whole table, so an interrupted run loses at most a minute.
+            if time.monotonic() - saved > SAVE_EVERY_S or n == len(chunks) - 1:
+                _save(path, table)
+                saved = time.monotonic()
             if progress:
                 progress(len(part))
-    return np.stack([table[i.relpath][0] for i in items]), [table[i.relpath][1] for i in items]
+    rows = [table[i.relpath] for i in items]
+    return FerRows(
+        features=np.stack([r[0] for r in rows]),
+        faces=np.stack([r[1] for r in rows]),
+        how=[r[2] for r in rows],
+    )
 
 
 def _map_chunks(pipeline: FacePipeline, chunks: list[list[Path]]):
     if pipeline.workers <= 1 or len(chunks) == 1:
-        model = EmotionModel(pipeline.settings, use_head=False)
+        model = EmotionModel(pipeline.settings, load_trained=False)
         return (_features_of(pipeline, model, chunk) for chunk in chunks)
     import multiprocessing
 
@@ -118,7 +140,7 @@ def _map_chunks(pipeline: FacePipeline, chunks: list[list[Path]]):
         max_workers=pipeline.workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_init_worker,
-        initargs=(pipeline.settings, pipeline.detector.name, pipeline.model),
+        initargs=(pipeline.settings, pipeline.detector.name, pipeline.embedder.name),
     )
     return _closing_map(pool, chunks)
 
@@ -135,16 +157,14 @@ def _init_worker(settings, detector: str, embedder: str) -> None:
     from ..pipeline import FacePipeline
 
     _worker["pipeline"] = FacePipeline(detector, embedder, settings=settings, workers=1)
-    _worker["model"] = EmotionModel(settings, use_head=False)
+    _worker["model"] = EmotionModel(settings, load_trained=False)
 
 
-def _worker_features(chunk: list[Path]) -> list[tuple[np.ndarray, str]]:
+def _worker_features(chunk: list[Path]) -> list[Row]:
     return _features_of(_worker["pipeline"], _worker["model"], chunk)  # type: ignore[arg-type]
 
 
-def _features_of(
-    pipeline: FacePipeline, model: EmotionModel, chunk: list[Path]
-) -> list[tuple[np.ndarray, str]]:
+def _features_of(pipeline: FacePipeline, model: EmotionModel, chunk: list[Path]) -> list[Row]:
     from .analyze import emotion_face
 
     out = []
@@ -152,7 +172,9 @@ def _features_of(
         try:
             array, detection, how = emotion_face(pipeline, image)
         except FaceIDError as exc:  # an unreadable file is recorded, not fatal
-            out.append((np.full((2, FEATURE_DIM), np.nan, np.float32), f"error:{exc.code}"))
+            nothing = np.full((2, FEATURE_DIM), np.nan, np.float32)
+            out.append((nothing, np.zeros((CNN_SIDE, CNN_SIDE), np.uint8), f"error:{exc.code}"))
             continue
-        out.append((model.features([model.crop(array, detection.landmarks)])[0], how))
+        crop = model.crop(array, detection.landmarks)
+        out.append((model.features([crop])[0], grey_face(crop), how))
     return out

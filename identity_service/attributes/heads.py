@@ -34,6 +34,7 @@ HEAD_FILES = {
     "gender": "faceid-attr-gender.onnx",
     "race": "faceid-attr-race.onnx",
     "emotion": "faceid-attr-emotion.onnx",  # on FER-model features, not face embeddings
+    "emotion-cnn": "faceid-attr-emotion-cnn.onnx",  # on the 48x48 grey face (emotion_cnn.py)
 }
 LEGACY_SUFFIX = ".npz"  # the numpy format heads had before ONNX
 AGE_BINS = 101

@@ -2,8 +2,8 @@
 
 Data (under ``<shared>/data``): UTKFace (age, gender, race; 80/20 split by file, seeded, since
 UTKFace has no identity labels), LFW ``gender.csv`` (gender; 80/20 split by person) and FER2013
-(emotion; its official Training split for training, PublicTest for the figures). Heads are
-trained on the train sides only; the figures printed are on the held-out sides.
+(emotion, in :mod:`.train_emotion`). Heads are trained on the train sides only; the figures
+printed are on the held-out sides.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import MODELS
 from .data import (
-    EMOTIONS,
     GENDERS,
     RACES,
     SEED,
@@ -26,9 +24,7 @@ from .data import (
     read_lfw_gender,
     read_utkface,
 )
-from .emotion import probabilities_from_features
-from .fer import fer_features, read_fer
-from .fit import Recipe, train_head
+from .fit import train_head
 from .heads import AGE_BINS, HEAD_FILES, Head, age_from_probabilities, heads_dir
 
 AGE_BANDS = ((0, 9), (10, 19), (20, 39), (40, 59), (60, 200))
@@ -133,7 +129,7 @@ def train_heads(
     return heads
 
 
-def _acc(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:
+def accuracy_of(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:
     return {"accuracy": float((pred == y).mean()) if len(y) else float("nan"), "n": len(y)}
 
 
@@ -147,10 +143,10 @@ def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, obj
         pu = g.probabilities(data.utk_x[te_u]).argmax(1)
         yu, age = data.utk_gender[te_u], data.utk_age[te_u]
         out["gender"] = {
-            "lfw_people_disjoint": _acc(pl, data.lfw_gender[te_l]),
-            "utkface_all": _acc(pu, yu),
-            "utkface_adults_18plus": _acc(pu[age >= 18], yu[age >= 18]),
-            "utkface_under_10": _acc(pu[age < 10], yu[age < 10]),
+            "lfw_people_disjoint": accuracy_of(pl, data.lfw_gender[te_l]),
+            "utkface_all": accuracy_of(pu, yu),
+            "utkface_adults_18plus": accuracy_of(pu[age >= 18], yu[age >= 18]),
+            "utkface_under_10": accuracy_of(pu[age < 10], yu[age < 10]),
         }
     if "age" in heads:
         pred = age_from_probabilities(heads["age"].probabilities(data.utk_x[te_u]))
@@ -171,7 +167,7 @@ def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, obj
             for k in range(len(RACES))
             if (y == k).any()
         }
-        out["race"] = {"utkface": _acc(pred, y), "per_group_recall": recall}
+        out["race"] = {"utkface": accuracy_of(pred, y), "per_group_recall": recall}
     return out
 
 
@@ -209,87 +205,3 @@ def save_head(
         }
     )
     return head.save(heads_dir(settings) / HEAD_FILES[action])
-
-
-# -- emotion ----------------------------------------------------------------------------------
-# Chosen by principle, not by the PublicTest figure: a regularised one-hidden-layer MLP (dropout,
-# weight decay, label smoothing) over standardised features, 20 passes with a one-cycle rate.
-EMOTION_RECIPE = Recipe(
-    hidden=256,
-    epochs=20,
-    lr=2e-3,
-    weight_decay=1e-2,
-    batch_size=256,
-    dropout=0.3,
-    label_smoothing=0.1,
-    standardize=True,
-)
-
-
-@dataclass
-class EmotionData:
-    x: np.ndarray  # (N, 2, 519): FER-model features of each face and of its mirror
-    y: np.ndarray  # index into EMOTIONS
-    test: np.ndarray  # bool: FER2013 PublicTest (validation/)
-    how: list[str]
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "fer2013": {
-                "images": len(self.y),
-                "train": int((~self.test).sum()),
-                "test": int(self.test.sum()),
-                "split": "official: Training (train/) for training, PublicTest (validation/) "
-                "for the figures",
-                "no_face_detected": sum(h != "detected" for h in self.how),
-            },
-            "features": f"{MODELS['fer-mobilefacenet'].tag} penultimate (512) + logits (7), "
-            "face and mirror",
-        }
-
-
-def load_emotion_data(
-    pipeline, shared_dir: Path, cache_dir: Path, limit: int | None = None, progress=None
-) -> EmotionData:
-    fer_dir = shared_dir / "data" / "fer2013"
-    items = read_fer(fer_dir, limit)
-    x, how = fer_features(pipeline, fer_dir, items, cache_dir, progress)
-    ok = np.isfinite(x).all(axis=(1, 2))
-    return EmotionData(
-        x=x[ok],
-        y=np.array([i.label for i in items])[ok],
-        test=np.array([i.split == "validation" for i in items])[ok],
-        how=[h for h, k in zip(how, ok, strict=True) if k],
-    )
-
-
-def train_emotion_head(data: EmotionData, seed: int = SEED, recipe: Recipe = EMOTION_RECIPE):
-    """Trained on both views of each training face (the mirror is the augmentation)."""
-    train = ~data.test
-    x = data.x[train].reshape(-1, data.x.shape[-1])
-    y = np.repeat(data.y[train], data.x.shape[1])
-    return train_head(x, y, EMOTIONS, "emotion", seed=seed, recipe=recipe)
-
-
-def evaluate_emotion(head: Head, data: EmotionData) -> dict[str, object]:
-    pred = probabilities_from_features(head, data.x[data.test]).argmax(axis=1)
-    y = data.y[data.test]
-    recall = {
-        EMOTIONS[k]: {"recall": float((pred[y == k] == k).mean()), "n": int((y == k).sum())}
-        for k in range(len(EMOTIONS))
-        if (y == k).any()
-    }
-    return {"fer2013_publictest": _acc(pred, y), "per_class_recall": recall}
-
-
-def save_emotion_head(head: Head, data: EmotionData, metrics: object, settings) -> Path:
-    licence = "weights trained on FER2013 (research use); FER model Apache-2.0 (opencv_zoo)"
-    return save_head(
-        "emotion",
-        head,
-        MODELS["fer-mobilefacenet"].tag,
-        data.describe(),
-        licence,
-        metrics,
-        settings,
-    )

@@ -181,6 +181,19 @@ MODELS: dict[str, ModelSpec] = {
             "without it the FER model's own classifier answers",
             extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
         ),
+        ModelSpec(
+            name="faceid-attr-emotion-cnn",
+            version="1",
+            kind="attribute",
+            files=(ModelFile(filename="faceid-attr-emotion-cnn.onnx", sha256=None, url=None),),
+            licence="weights: trained on FER2013 (research use)",
+            description="emotion CNN (VGG-style, 32-64-128-256 channels, ONNX) on the "
+            "ArcFace-aligned face, grey 48x48, face and mirror averaged; its answer is averaged "
+            "with faceid-attr-emotion's; trained by `faceid train-attributes` on FER2013's "
+            "Training split, written to <data_dir>/cache/models (not shipped)",
+            input_size=(48, 48),
+            extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
+        ),
         *(
             ModelSpec(
                 name=f"faceid-attr-{action}",

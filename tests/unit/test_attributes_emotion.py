@@ -55,7 +55,7 @@ def test_fer_listing_uses_the_official_splits_and_a_seeded_sample():
 
 @pytest.fixture(scope="module")
 def fer_model():
-    return EmotionModel(get_settings(), use_head=False)
+    return EmotionModel(get_settings(), load_trained=False)
 
 
 def test_features_are_the_face_and_its_mirror(fer_model):
@@ -71,7 +71,7 @@ def test_a_head_answers_from_features_averaged_over_views(fer_model):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, FEATURE_DIM)).astype(np.float32)
     head = train_head(x, rng.integers(0, 7, 40), EMOTIONS, "emotion", seed=0, hidden=8, epochs=3)
-    with_head = EmotionModel(get_settings(), head=head)
+    with_head = EmotionModel(get_settings(), head=head, load_trained=False)
     assert with_head.source == "fer-mobilefacenet+faceid-attr-emotion"
     assert fer_model.source == "fer-mobilefacenet" and fer_model.head is None
     crops = [rng.integers(0, 255, size=(112, 112, 3), dtype=np.uint8) for _ in range(3)]
@@ -85,4 +85,23 @@ def test_a_head_for_other_features_is_a_typed_error():
     x = rng.normal(size=(20, 128)).astype(np.float32)
     head = train_head(x, rng.integers(0, 7, 20), EMOTIONS, "emotion", seed=0, hidden=4, epochs=2)
     with pytest.raises(ModelError, match="519"):
-        EmotionModel(get_settings(), head=head)
+        EmotionModel(get_settings(), head=head, load_trained=False)
+
+
+def test_fer_features_from_worker_processes_match_one_process(monkeypatch, tmp_path):
+    """The pool rebuilds the pipeline in each worker, by the embedder's name (a TTA embedder's
+    tag is not a name it accepts)."""
+    from identity_service import FacePipeline
+    from identity_service.attributes import fer
+
+    monkeypatch.setattr(fer, "CHUNK", 4)
+    items = read_fer(FER_DIR, limit_per_split=5)
+    settings = get_settings()
+    with FacePipeline(settings=settings, workers=2) as pipeline:
+        assert pipeline.embedder.name != pipeline.model
+        pooled = fer.fer_features(pipeline, FER_DIR, items, tmp_path / "pooled")
+    with FacePipeline(settings=settings, workers=1) as pipeline:
+        single = fer.fer_features(pipeline, FER_DIR, items, tmp_path / "single")
+    assert pooled.how == single.how and pooled.faces.shape == (10, 48, 48)
+    np.testing.assert_allclose(pooled.features, single.features, atol=1e-5)
+    np.testing.assert_array_equal(pooled.faces, single.faces)

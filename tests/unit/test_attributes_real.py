@@ -22,17 +22,21 @@ from identity_service.attributes.data import (
     read_utkface,
 )
 from identity_service.attributes.emotion import EmotionModel
+from identity_service.attributes.emotion_cnn import CnnRecipe
 from identity_service.attributes.heads import AGE_BINS
 from identity_service.attributes.train import (
-    EMOTION_RECIPE,
     AttributeData,
-    evaluate_emotion,
     evaluate_heads,
-    load_emotion_data,
-    save_emotion_head,
     save_heads,
-    train_emotion_head,
     train_heads,
+)
+from identity_service.attributes.train_emotion import (
+    EMOTION_RECIPE,
+    evaluate_emotion,
+    load_emotion_data,
+    save_emotion_models,
+    train_emotion_cnn,
+    train_emotion_head,
 )
 from identity_service.config import get_settings
 from identity_service.errors import NoFaceError
@@ -58,7 +62,7 @@ def tiny_pipeline():
         head.meta["embedder"] = pipeline.model
         models.heads[action] = head
     # The FER model's own classifier, whatever heads the user's cache holds.
-    models.emotion = EmotionModel(pipeline.settings, use_head=False)
+    models.emotion = EmotionModel(pipeline.settings, load_trained=False)
     return pipeline
 
 
@@ -140,8 +144,11 @@ def trained_pipeline(tmp_path_factory):
     paths = save_heads(heads, data, evaluate_heads(heads, data), settings)
     emo = load_emotion_data(pipeline, settings.shared_dir, cache, limit=30)
     assert len(emo.y) == 60 and np.isfinite(emo.x).all()
+    assert emo.faces.shape == (60, 48, 48) and emo.faces.std() > 10  # real grey faces
     head = train_emotion_head(emo, recipe=replace(EMOTION_RECIPE, epochs=3))
-    paths["emotion"] = save_emotion_head(head, emo, evaluate_emotion(head, emo), settings)
+    cnn = train_emotion_cnn(emo, recipe=CnnRecipe(widths=(8, 16), epochs=2, batch_size=16))
+    metrics = evaluate_emotion(head, emo, cnn)
+    paths.update(save_emotion_models(emo, metrics, settings, head, cnn))
     assert {p.name for p in paths.values()} == set(HEAD_FILES.values())
     return pipeline
 
@@ -167,6 +174,12 @@ def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
     assert emotion.provenance["data"]["fer2013"]["train"] == 30
     assert emotion.metrics["fer2013_publictest"]["n"] == 30
     assert set(emotion.metrics["per_class_recall"]) <= set(EMOTIONS)
+    assert set(emotion.metrics["members"]) == {"head", "cnn"}
+    cnn = info.pop("emotion-cnn")
+    assert cnn.present and cnn.error is None and cnn.classes == EMOTIONS
+    assert cnn.provenance["network"] == "vgg[8, 16]" and cnn.provenance["epochs"] == 2
+    assert cnn.metrics == emotion.metrics  # measured together, as analyze runs them
+    assert "FER2013" in cnn.provenance["licence"]
     for action, head in info.items():
         assert head.present and head.path.suffix == ".onnx" and head.error is None, action
         assert head.embedder == trained_pipeline.model
@@ -180,7 +193,7 @@ def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
 def test_trained_emotion_head_is_what_analyze_uses(trained_pipeline):
     (face,) = trained_pipeline.analyze(FER_HAPPY, actions=("emotion",))
     model = models_for(trained_pipeline).emotion_model()
-    assert model.source == "fer-mobilefacenet+faceid-attr-emotion"
+    assert model.source == "fer-mobilefacenet+faceid-attr-emotion+faceid-attr-emotion-cnn"
     assert face.emotion.value in EMOTIONS
     assert sum(face.emotion.scores.values()) == pytest.approx(1.0, abs=1e-5)
 
