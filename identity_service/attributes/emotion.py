@@ -1,5 +1,5 @@
 """7-class facial expression: opencv_zoo's FER MobileFaceNet (int8 ONNX, Apache-2.0), plus a
-head trained on FER2013 when ``faceid train-attributes`` has made one.
+head and a CNN trained on FER2013 when ``faceid train-attributes`` has made them.
 
 The FER model takes a 1x3x112x112 RGB face aligned to the ArcFace 5-point template,
 ``(x/255 - 0.5) / 0.5``, and gives logits in :data:`EMOTIONS` order; it takes one face per call.
@@ -11,7 +11,7 @@ model's own classifier answers.
 
 When ``faceid train-attributes`` has also trained the emotion CNN (``faceid-attr-emotion-cnn``,
 :mod:`.emotion_cnn`) on FER2013's own grey faces, its answer (face and mirror averaged) is
-averaged with the one above, with equal weight.
+averaged with the one above, with equal weight (68.5 % on PublicTest; the CNN alone 68.8 %).
 """
 
 from __future__ import annotations
