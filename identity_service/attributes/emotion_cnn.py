@@ -14,6 +14,7 @@ other :class:`~.heads.Head`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -103,9 +104,10 @@ def train_cnn(
     *,
     seed: int,
     recipe: CnnRecipe | None = None,
-    progress=None,
+    progress: Callable[[int, float], None] | None = None,
 ) -> Head:
-    """Train on ``(N, 48, 48)`` uint8 faces; returns the network as a head."""
+    """Train on ``(N, 48, 48)`` uint8 faces; returns the network as a head. ``progress`` gets
+    each finished epoch and its mean training loss."""
     import torch
 
     recipe = recipe or CnnRecipe()
