@@ -1,13 +1,15 @@
 """Attribute analysis measured on held-out shared data.
 
-Age, gender and race heads (trained by ``faceid train-attributes``, read from the model cache)
-on the held-out sides of the splits fixed in ``identity_service.attributes``: LFW gender
-people-disjoint (20% of people), UTKFace test (20% of files; UTKFace has no identities, so the
-same person may sit on both sides). Emotion: the FER MobileFaceNet, with the emotion head and
-the emotion CNN when they are trained (``model`` in the output says which), on FER2013
-``validation/`` (PublicTest); 48x48 images are upscaled before detection, and where no face is
-detected the whole image is taken as the aligned face (counted in the output). The peer, run in
-the same process, is the FER model with its own classifier.
+Age, gender and race as ``analyze`` answers them (the tuned network where ``faceid
+train-attributes`` trained it, else the embedding heads), run end to end on the held-out images
+of the splits fixed in ``identity_service.attributes``: LFW gender people-disjoint (20% of
+people), UTKFace test (20% of files; UTKFace has no identities, so the same person may sit on
+both sides). The peer, in the same process, is the embedding heads on the same images.
+Emotion: the FER MobileFaceNet, with the emotion head and the emotion CNN when they are trained
+(``model`` in the output says which), on FER2013 ``validation/`` (PublicTest); 48x48 images are
+upscaled before detection, and where no face is detected the whole image is taken as the aligned
+face (counted in the output). The peer, run in the same process, is the FER model with its own
+classifier.
 
     .venv/bin/python bench/attributes.py [--fer-limit N]
 """
@@ -28,7 +30,7 @@ from identity_service.attributes.analyze import models_for
 from identity_service.attributes.data import EMOTIONS, SEED
 from identity_service.attributes.emotion import EmotionModel
 from identity_service.attributes.fer import read_fer
-from identity_service.attributes.train import evaluate_heads, load_data
+from identity_service.attributes.train import AttributeData, evaluate_heads, load_data, metrics_of
 from identity_service.errors import FaceIDError
 
 
@@ -72,6 +74,41 @@ def emotion_eval(pipeline: FacePipeline, fer_dir: Path, limit: int | None) -> di
     }
 
 
+def face_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict[str, object]:
+    """``analyze`` on the held-out UTKFace and LFW images: the figures of what it answers."""
+    actions = ("age", "gender", "race")
+    sides = (
+        [
+            shared / "data" / "utkface" / f
+            for f, t in zip(data.utk_files, data.utk_test, strict=True)
+            if t
+        ],
+        [
+            shared / "data" / "lfw" / "images" / f
+            for f, t in zip(data.lfw_files, data.lfw_test, strict=True)
+            if t
+        ],
+    )
+    probs: dict[str, list[np.ndarray]] = {a: [] for a in actions}
+    fallback = 0
+    for paths in sides:
+        rows: dict[str, list[list[float]]] = {a: [] for a in actions}
+        for start in range(0, len(paths), 64):
+            part = paths[start : start + 64]
+            results = analyze_images(pipeline, part, actions, max_faces=1, on_no_face="whole-image")
+            for r in results:
+                if isinstance(r, FaceIDError):
+                    raise r  # every shared image is readable
+                fallback += r[0].face_source != "detected"
+                for a in actions:
+                    rows[a].append(list(getattr(r[0], a).scores.values()))
+        for a in actions:
+            probs[a].append(np.array(rows[a]))
+    metrics = metrics_of({a: (p[0], p[1]) for a, p in probs.items()}, data)
+    answered_by = {a: models_for(pipeline).answerer(a).name for a in actions}
+    return {"answered_by": answered_by, "whole_image_fallback": fallback, **metrics}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fer-limit", type=int, default=None, help="fixed random subset of FER")
@@ -90,11 +127,29 @@ def main() -> None:
         if not args.skip_heads:
             t = time.perf_counter()
             data = load_data(pipeline, settings.shared_dir, settings.cache_dir)
-            heads = {a: load_head(a, settings) for a in ("age", "gender", "race")}
             out["data"] = data.describe()
+            out["analyze"] = face_eval(pipeline, data, settings.shared_dir)
+            out["analyze_seconds"] = round(time.perf_counter() - t, 1)
+            print(json.dumps(out["analyze"], indent=1))
+            # the peer, in the same process: the embedding heads on the cached embeddings
+            heads = {a: load_head(a, settings) for a in ("age", "gender", "race")}
             out["heads"] = evaluate_heads(heads, data)
-            out["heads_seconds"] = round(time.perf_counter() - t, 1)
-            print(json.dumps(out["heads"], indent=1))
+            mine, peer = out["analyze"], out["heads"]
+            for label, a, b in (
+                (
+                    "gender LFW",
+                    mine["gender"]["lfw_people_disjoint"],
+                    peer["gender"]["lfw_people_disjoint"],
+                ),
+                ("gender UTKFace", mine["gender"]["utkface_all"], peer["gender"]["utkface_all"]),
+                ("race UTKFace", mine["race"]["utkface"], peer["race"]["utkface"]),
+            ):
+                print(
+                    f"{label}: {a['accuracy']:.4f} vs embedding head {b['accuracy']:.4f} "
+                    f"(ratio {a['accuracy'] / b['accuracy']:.3f})"
+                )
+            a, b = mine["age"]["utkface_mae"], peer["age"]["utkface_mae"]
+            print(f"age MAE: {a:.2f} vs embedding head {b:.2f} (ratio {a / b:.3f})")
         if not args.skip_emotion:
             fer_dir = settings.shared_dir / "data" / "fer2013"
             t = time.perf_counter()

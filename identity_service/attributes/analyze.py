@@ -1,8 +1,10 @@
 """Age, gender, race and emotion per face, for :meth:`FacePipeline.analyze`.
 
-Age, gender and race come from small heads on the pipeline's own face embedding (one forward
-pass serves identity and attributes); the heads must have been trained on the same embedder.
-Emotion comes from the FER model on the ArcFace-aligned 112x112 crop.
+Age, gender and race come from dlib's ResNet with its last stages fine-tuned for them
+(:mod:`.tuned`, on the pipeline's own dlib chip) when ``faceid train-attributes`` has trained
+it, else from small heads on the pipeline's face embedding; either must have been trained with
+the pipeline's embedder. Emotion comes from the FER model and the emotion CNN on the
+ArcFace-aligned crop (:mod:`.emotion`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from ..errors import FaceIDError, ModelMismatchError, NoFaceError
+from ..errors import FaceIDError, ModelFileMissingError, ModelMismatchError, NoFaceError
 from ..imaging import ImageInput, load_image
 from ..types import Box, Detection
 from .heads import Head, age_from_probabilities, load_head
 
 if TYPE_CHECKING:
-    from ..pipeline import FacePipeline
+    from ..pipeline import ExtractedFace, FacePipeline
 
 ACTIONS = ("age", "gender", "emotion", "race")
 # Smaller images (e.g. 48x48 FER2013 faces) are upscaled before detection.
@@ -90,21 +92,35 @@ class AttributeModels:
         self.heads: dict[str, Head] = {}
         self.emotion = None
 
+    def answerer(self, action: str) -> Head:
+        """What answers ``action`` (age, gender or race): the tuned network when trained, else
+        the embedding head."""
+        return self.tuned(action) or self.head(action)
+
     def head(self, action: str) -> Head:
-        if action not in self.heads:
-            head = load_head(action, self.pipeline.settings)
+        return self._load(action)
+
+    def tuned(self, action: str) -> Head | None:
+        try:
+            return self._load(f"{action}-tuned")
+        except ModelFileMissingError:
+            return None  # not trained: the embedding head answers
+
+    def _load(self, name: str) -> Head:
+        if name not in self.heads:
+            head = load_head(name, self.pipeline.settings)
             trained_on = head.meta.get("embedder")
             if trained_on != self.pipeline.model:
                 raise ModelMismatchError(
-                    f"the {action} head was trained on {trained_on} embeddings but this pipeline "
+                    f"the {name} head was trained with {trained_on} but this pipeline "
                     f"embeds with {self.pipeline.model}; use that embedder or retrain with "
                     "`faceid train-attributes --embedder ...`",
-                    head=action,
+                    head=name,
                     head_embedder=trained_on,
                     pipeline_embedder=self.pipeline.model,
                 )
-            self.heads[action] = head
-        return self.heads[action]
+            self.heads[name] = head
+        return self.heads[name]
 
     def emotion_model(self):
         if self.emotion is None:
@@ -168,7 +184,7 @@ def analyze_images(
 
     actions = _check_actions(actions)
     models = models_for(pipeline)
-    heads = {a: models.head(a) for a in actions if a != "emotion"}
+    heads = {a: models.answerer(a) for a in actions if a != "emotion"}
     emotion = models.emotion_model() if "emotion" in actions else None
 
     per_image: list[list[ExtractedFace] | FaceIDError] = []
@@ -194,9 +210,7 @@ def analyze_images(
             sources.append("")
 
     ok = [f for f in per_image if not isinstance(f, FaceIDError)]
-    embedded = pipeline._embed_extracted(ok) if heads else [[None] * len(f) for f in ok]
-    flat_emb = [face.embedding for row in embedded for face in row if face is not None]
-    probs = {a: h.probabilities(np.stack(flat_emb)) for a, h in heads.items()} if flat_emb else {}
+    probs = _face_probabilities(pipeline, heads, ok)
 
     crops: list[np.ndarray] = []
     if emotion is not None:
@@ -241,6 +255,27 @@ def analyze_images(
             pos += 1
         out.append(row)
     return out
+
+
+def _face_probabilities(
+    pipeline: FacePipeline, heads: dict[str, Head], faces: list[list[ExtractedFace]]
+) -> dict[str, np.ndarray]:
+    """Per action, ``(n_faces, classes)``: tuned heads read the chips, the others embeddings."""
+    from .tuned import READS, chip_probabilities
+
+    n = sum(len(f) for f in faces)
+    if not n:
+        return {}
+    on_chips = {a: h for a, h in heads.items() if h.meta.get("reads") == READS}
+    on_embeddings = {a: h for a, h in heads.items() if a not in on_chips}
+    probs = {}
+    if on_embeddings:
+        vectors = np.stack([f.embedding for row in pipeline._embed_extracted(faces) for f in row])
+        probs = {a: h.probabilities(vectors) for a, h in on_embeddings.items()}
+    if on_chips:
+        chips = np.stack([f.crop for row in faces for f in row])
+        probs |= {a: chip_probabilities(h, chips) for a, h in on_chips.items()}
+    return probs
 
 
 def analyze_image(

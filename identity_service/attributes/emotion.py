@@ -25,7 +25,7 @@ from ..models import MODELS
 from ..models.registry import resolve_file
 from .data import EMOTIONS
 from .emotion_cnn import CNN_DIM, grey_face
-from .heads import Head, load_head
+from .heads import Head, load_head, probabilities_from_features
 from .runtime import ort_session
 
 # The FER graph's flattened 512-d penultimate activations (input of its last MatMul).
@@ -128,13 +128,6 @@ def _optional(action: str, settings: Settings) -> Head | None:
         return load_head(action, settings)
     except ModelFileMissingError:
         return None  # not trained: the model answers without it
-
-
-def probabilities_from_features(head: Head, features: np.ndarray) -> np.ndarray:
-    """The head's answer averaged over the views of :meth:`EmotionModel.features`."""
-    n, views, dim = features.shape
-    p = head.probabilities(features.reshape(n * views, dim)).reshape(n, views, -1)
-    return p.mean(axis=1).astype(np.float64)
 
 
 def probabilities_from_faces(cnn: Head, faces: np.ndarray) -> np.ndarray:

@@ -127,7 +127,7 @@ def train_cnn(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch
     )
-    bf16 = recipe.bf16 and _native_bf16()
+    bf16 = recipe.bf16 and native_bf16()
     model.train()
     for epoch in range(recipe.epochs):
         order = torch.randperm(len(xt), generator=g)
@@ -157,7 +157,7 @@ def train_cnn(
     return Head("emotion-cnn", tuple(classes), cnn_model(model, len(classes)), meta)
 
 
-def _native_bf16() -> bool:
+def native_bf16() -> bool:
     import torch
 
     try:

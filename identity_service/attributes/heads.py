@@ -35,6 +35,10 @@ HEAD_FILES = {
     "race": "faceid-attr-race.onnx",
     "emotion": "faceid-attr-emotion.onnx",  # on FER-model features, not face embeddings
     "emotion-cnn": "faceid-attr-emotion-cnn.onnx",  # on the 48x48 grey face (emotion_cnn.py)
+    # dlib's ResNet with its last stages fine-tuned, on the dlib chip (tuned.py)
+    "age-tuned": "faceid-attr-age-tuned.onnx",
+    "gender-tuned": "faceid-attr-gender-tuned.onnx",
+    "race-tuned": "faceid-attr-race-tuned.onnx",
 }
 LEGACY_SUFFIX = ".npz"  # the numpy format heads had before ONNX
 AGE_BINS = 101
@@ -43,6 +47,9 @@ OUTPUT_NAME = "probabilities"
 # opset 17 / IR 8 load on every onnxruntime pyproject allows (>= 1.17), as the dlib graph does.
 OPSET = 17
 IR_VERSION = 8
+# Graphs smaller than this are MLP heads, run on one thread (a pool fighting over shared cores
+# only slows them); bigger ones carry a network and take onnxruntime's default pool.
+SMALL_GRAPH_BYTES = 1 << 20
 FORMAT_VERSION = 1
 # metadata_props keys of our own; every other key is a provenance entry (values are JSON).
 NAME_KEY, CLASSES_KEY, FORMAT_KEY = "name", "classes", "faceid_head_format"
@@ -128,8 +135,10 @@ class Head:
     _session: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # The heads are tiny: one thread beats a pool fighting over shared cores.
-        self._session = ort_session(self.model, self.device, f"the {self.name} head", threads=1)
+        threads = 1 if len(self.model) < SMALL_GRAPH_BYTES else 0
+        self._session = ort_session(
+            self.model, self.device, f"the {self.name} head", threads=threads
+        )
         self.dim = _check_graph(self._session, len(self.classes), self.name)
 
     @classmethod
@@ -290,6 +299,13 @@ def describe_heads(settings: Settings | None = None) -> list[HeadInfo]:
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def probabilities_from_features(head: Head, features: np.ndarray) -> np.ndarray:
+    """The head's answer on ``(N, views, dim)`` inputs, averaged over the views."""
+    n, views, dim = features.shape
+    p = head.probabilities(features.reshape(n * views, dim)).reshape(n, views, -1)
+    return p.mean(axis=1).astype(np.float64)
 
 
 def age_from_probabilities(p: np.ndarray) -> np.ndarray:

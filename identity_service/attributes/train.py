@@ -44,6 +44,8 @@ class AttributeData:
     lfw_people: int
     embedder: str
     seed: int
+    utk_files: list[str]  # under utkface/, one per row
+    lfw_files: list[str]  # under lfw/images/, one per row
 
     def describe(self) -> dict[str, object]:
         return {
@@ -97,6 +99,8 @@ def load_data(
         lfw_people=len({person_of(p) for p, _ in lfw}),
         embedder=pipeline.model,
         seed=seed,
+        utk_files=[i.relpath for i in items],
+        lfw_files=[p for p, _ in lfw],
     )
 
 
@@ -136,11 +140,21 @@ def accuracy_of(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:
 def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, object]:
     """Figures on the held-out sides only."""
     te_u, te_l = data.utk_test, data.lfw_test
+    probs = {
+        action: (head.probabilities(data.utk_x[te_u]), head.probabilities(data.lfw_x[te_l]))
+        for action, head in heads.items()
+    }
+    return metrics_of(probs, data)
+
+
+def metrics_of(
+    probs: dict[str, tuple[np.ndarray, np.ndarray]], data: AttributeData
+) -> dict[str, object]:
+    """Per action, its probabilities on the held-out UTKFace and LFW rows -> the figures."""
+    te_u, te_l = data.utk_test, data.lfw_test
     out: dict[str, object] = {}
-    if "gender" in heads:
-        g = heads["gender"]
-        pl = g.probabilities(data.lfw_x[te_l]).argmax(1)
-        pu = g.probabilities(data.utk_x[te_u]).argmax(1)
+    if "gender" in probs:
+        pu, pl = (p.argmax(1) for p in probs["gender"])
         yu, age = data.utk_gender[te_u], data.utk_age[te_u]
         out["gender"] = {
             "lfw_people_disjoint": accuracy_of(pl, data.lfw_gender[te_l]),
@@ -148,8 +162,8 @@ def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, obj
             "utkface_adults_18plus": accuracy_of(pu[age >= 18], yu[age >= 18]),
             "utkface_under_10": accuracy_of(pu[age < 10], yu[age < 10]),
         }
-    if "age" in heads:
-        pred = age_from_probabilities(heads["age"].probabilities(data.utk_x[te_u]))
+    if "age" in probs:
+        pred = age_from_probabilities(probs["age"][0])
         y = data.utk_age[te_u]
         err = np.abs(pred - y)
         bands = {}
@@ -158,10 +172,10 @@ def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, obj
             name = f"{lo}-{hi}" if hi < 200 else f"{lo}+"
             bands[name] = {"mae": float(err[m].mean()) if m.any() else None, "n": int(m.sum())}
         out["age"] = {"utkface_mae": float(err.mean()), "n": len(y), "bands": bands}
-    if "race" in heads:
-        m = te_u & (data.utk_race >= 0)
-        pred = heads["race"].probabilities(data.utk_x[m]).argmax(1)
-        y = data.utk_race[m]
+    if "race" in probs:
+        known = data.utk_race[te_u] >= 0
+        pred = probs["race"][0][known].argmax(1)
+        y = data.utk_race[te_u][known]
         recall = {
             RACES[k]: {"recall": float((pred[y == k] == k).mean()), "n": int((y == k).sum())}
             for k in range(len(RACES))

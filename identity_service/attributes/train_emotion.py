@@ -16,11 +16,11 @@ import numpy as np
 
 from ..models import MODELS
 from .data import EMOTIONS, SEED
-from .emotion import ensemble, probabilities_from_faces, probabilities_from_features
+from .emotion import ensemble, probabilities_from_faces
 from .emotion_cnn import CnnRecipe, train_cnn
 from .fer import fer_features, read_fer
 from .fit import Recipe, train_head
-from .heads import HEAD_FILES, Head, heads_dir
+from .heads import HEAD_FILES, Head, heads_dir, probabilities_from_features
 from .train import accuracy_of, save_head
 
 # Chosen by principle, not by the PublicTest figure: a regularised one-hidden-layer MLP (dropout,

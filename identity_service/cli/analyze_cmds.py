@@ -72,6 +72,13 @@ def train_attributes_command(
         help="epochs of the emotion CNN (default: its recipe's; 0: no CNN, emotion from the "
         "head alone)",
     ),
+    tuned_epochs: int = typer.Option(
+        None,
+        "--tuned-epochs",
+        min=0,
+        help="epochs of dlib's ResNet fine-tuned for age, gender and race (default: its "
+        "recipe's; 0: none, the embedding heads answer)",
+    ),
     json_out: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Train the attribute heads: age, gender and race on UTKFace and LFW gender, emotion on
@@ -85,6 +92,7 @@ def train_attributes_command(
 
     from ..attributes import train as tr
     from ..attributes import train_emotion as te
+    from ..attributes import train_tuned as tt
     from ..config import get_settings
     from ..errors import FaceIDError
     from ..pipeline import FacePipeline
@@ -119,6 +127,44 @@ def train_attributes_command(
                 metrics = tr.evaluate_heads(heads, data)
                 paths = tr.save_heads(heads, data, metrics, settings)
                 report["data"], report["epochs"] = data.describe(), epochs
+                recipe = tt.TunedRecipe()
+                if tuned_epochs is not None:
+                    recipe = dataclasses.replace(recipe, epochs=tuned_epochs)
+                tuned_actions = [a for a in tt.TUNED_ACTIONS if a in face_heads]
+                if recipe.epochs and tt.tuned_available(pipeline):
+
+                    def tuned_progress(epoch: int, loss: float) -> None:
+                        err_console.print(
+                            f"tuned network epoch {epoch}/{recipe.epochs}: training loss "
+                            f"{loss:.3f} ({time.perf_counter() - start:.0f} s)",
+                            highlight=False,
+                        )
+
+                    net = tt.load_dlib_resnet(settings)
+                    utk_acts, lfw_acts = tt.frozen_for(
+                        pipeline,
+                        tt.TunedNetwork(net),
+                        data,
+                        settings.shared_dir,
+                        settings.cache_dir,
+                        progress,
+                    )
+                    network = tt.train_tuned_network(
+                        net,
+                        data,
+                        utk_acts,
+                        lfw_acts,
+                        seed=seed,
+                        recipe=recipe,
+                        progress=tuned_progress,
+                    )
+                    metrics = tt.evaluate_tuned(network, heads, data, utk_acts, lfw_acts)
+                    paths |= tt.save_tuned(
+                        network, tuned_actions, data, metrics, recipe, seed, settings
+                    )
+                    report["tuned_recipe"] = recipe.describe()
+                else:
+                    tt.remove_tuned(tuned_actions, settings)
                 report["heldout_metrics"].update(metrics)  # type: ignore[union-attr]
                 report["files"].update({k: str(v) for k, v in paths.items()})  # type: ignore[union-attr]
             if "emotion" in wanted:

@@ -32,7 +32,7 @@ def _out_size(n: int, layer: _Layer) -> int:
     return (n + 2 * layer.padding - layer.size) // layer.stride + 1
 
 
-def _build_onnx(net: DlibResNet):
+def build_onnx(net: DlibResNet):
     """The ONNX model: ``input`` (N,3,150,150) RGB 0..255 -> ``embedding`` (N,128) raw."""
     try:
         import onnx
@@ -182,7 +182,7 @@ def convert_dlib_resnet(
         data = dat_path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read {dat_path}: {exc}", path=str(dat_path)) from exc
-    model = _build_onnx(parse_dlib_resnet(data, str(dat_path)))
+    model = build_onnx(parse_dlib_resnet(data, str(dat_path)))
     _atomic_write(onnx_path, model.SerializeToString())
     return onnx_path
 

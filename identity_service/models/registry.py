@@ -71,6 +71,28 @@ _DLIB_RESNET_FILES = (
     ),
 )
 
+# (action, what it predicts, training data, licence) of the heads `faceid train-attributes` makes
+_FACE_HEADS = (
+    (
+        "age",
+        "age (101 one-year bins, expectation)",
+        "UTKFace train split (80% by file)",
+        "weights: trained on UTKFace, non-commercial research use only",
+    ),
+    (
+        "gender",
+        "gender (male/female)",
+        "UTKFace train split + LFW gender.csv train people",
+        "weights: trained on UTKFace (non-commercial research) and LFW (research)",
+    ),
+    (
+        "race",
+        "race (5 UTKFace groups)",
+        "UTKFace train split (80% by file)",
+        "weights: trained on UTKFace, non-commercial research use only",
+    ),
+)
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -203,29 +225,29 @@ MODELS: dict[str, ModelSpec] = {
                 licence=licence,
                 description=f"{what} head (MLP 128-256-k, ONNX) on dlib-resnet-v1-tta8 "
                 f"embeddings; trained by `faceid train-attributes` on {data}, written to "
-                "<data_dir>/cache/models (not shipped)",
+                "<data_dir>/cache/models (not shipped); analyze uses it when "
+                f"faceid-attr-{action}-tuned is not trained",
                 extra={"trained_by": "faceid train-attributes", "data": data},
             )
-            for action, what, data, licence in (
-                (
-                    "age",
-                    "age (101 one-year bins, expectation)",
-                    "UTKFace train split (80% by file)",
-                    "weights: trained on UTKFace, non-commercial research use only",
+            for action, what, data, licence in _FACE_HEADS
+        ),
+        *(
+            ModelSpec(
+                name=f"faceid-attr-{action}-tuned",
+                version="1",
+                kind="attribute",
+                files=(
+                    ModelFile(filename=f"faceid-attr-{action}-tuned.onnx", sha256=None, url=None),
                 ),
-                (
-                    "gender",
-                    "gender (male/female)",
-                    "UTKFace train split + LFW gender.csv train people",
-                    "weights: trained on UTKFace (non-commercial research) and LFW (research)",
-                ),
-                (
-                    "race",
-                    "race (5 UTKFace groups)",
-                    "UTKFace train split (80% by file)",
-                    "weights: trained on UTKFace, non-commercial research use only",
-                ),
+                licence=f"dlib ResNet CC0; {licence.removeprefix('weights: ')}",
+                description=f"{what}: dlib's ResNet with its 256-channel stages fine-tuned "
+                "(ONNX, on the 150x150 dlib chip, chip and mirror averaged); trained by "
+                f"`faceid train-attributes` on {data}, written to <data_dir>/cache/models "
+                f"(not shipped); answers in analyze instead of faceid-attr-{action}",
+                input_size=(150, 150),
+                extra={"trained_by": "faceid train-attributes", "data": data},
             )
+            for action, what, data, licence in _FACE_HEADS
         ),
     ]
 }

@@ -10,10 +10,10 @@ from identity_service.attributes.data import EMOTIONS
 from identity_service.attributes.emotion import (
     FEATURE_DIM,
     EmotionModel,
-    probabilities_from_features,
 )
 from identity_service.attributes.fer import read_fer
 from identity_service.attributes.fit import fold_standardization
+from identity_service.attributes.heads import probabilities_from_features
 from identity_service.config import get_settings
 from identity_service.errors import ModelError
 

@@ -13,7 +13,6 @@ from identity_service.attributes.emotion import (
     EmotionModel,
     ensemble,
     probabilities_from_faces,
-    probabilities_from_features,
 )
 from identity_service.attributes.emotion_cnn import (
     CNN_DIM,
@@ -24,7 +23,7 @@ from identity_service.attributes.emotion_cnn import (
     grey_face,
     train_cnn,
 )
-from identity_service.attributes.heads import Head
+from identity_service.attributes.heads import Head, probabilities_from_features
 from identity_service.config import get_settings
 from identity_service.errors import ModelError
 

@@ -38,6 +38,19 @@ from identity_service.attributes.train_emotion import (
     train_emotion_cnn,
     train_emotion_head,
 )
+from identity_service.attributes.train_tuned import (
+    evaluate_tuned,
+    frozen_for,
+    load_dlib_resnet,
+    save_tuned,
+    train_tuned_network,
+)
+from identity_service.attributes.tuned import (
+    TUNED_ACTIONS,
+    TunedNetwork,
+    TunedRecipe,
+    chip_probabilities,
+)
 from identity_service.config import get_settings
 from identity_service.errors import NoFaceError
 from identity_service.models import MODELS
@@ -46,9 +59,11 @@ FER_HAPPY = get_settings().shared_dir / "data/fer2013/validation/happy/PublicTes
 
 
 @pytest.fixture(scope="module")
-def tiny_pipeline():
-    """A pipeline whose heads are tiny ones trained here on synthetic embeddings."""
-    pipeline = FacePipeline()
+def tiny_pipeline(tmp_path_factory):
+    """A pipeline whose heads are tiny ones trained here on synthetic embeddings (its model
+    cache is empty, so no tuned head trained elsewhere answers instead)."""
+    settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("tiny")})
+    pipeline = FacePipeline(settings=settings)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 128)).astype(np.float32)
     models = models_for(pipeline)
@@ -138,10 +153,20 @@ def trained_pipeline(tmp_path_factory):
         lfw_people=len(lfw),
         embedder=pipeline.model,
         seed=SEED,
+        utk_files=[i.relpath for i in utk],
+        lfw_files=[p for p, _ in lfw],
     )
     assert np.isfinite(data.utk_x).all() and np.isfinite(data.lfw_x).all()
     heads = train_heads(data, epochs=200)
     paths = save_heads(heads, data, evaluate_heads(heads, data), settings)
+    # the tuned network, as `train-attributes` trains it, briefly and at a higher rate
+    net = load_dlib_resnet(settings)
+    acts = frozen_for(pipeline, TunedNetwork(net), data, settings.shared_dir, cache)
+    assert acts[0].shape == (40, 2, 128, 8, 8) and acts[1].shape == (60, 2, 128, 8, 8)
+    recipe = TunedRecipe(epochs=8, batch_size=16, lr=1e-3)
+    network = train_tuned_network(net, data, *acts, seed=SEED, recipe=recipe)
+    metrics = evaluate_tuned(network, heads, data, *acts)
+    paths.update(save_tuned(network, list(TUNED_ACTIONS), data, metrics, recipe, SEED, settings))
     emo = load_emotion_data(pipeline, settings.shared_dir, cache, limit=30)
     assert len(emo.y) == 60 and np.isfinite(emo.x).all()
     assert emo.faces.shape == (60, 48, 48) and emo.faces.std() > 10  # real grey faces
@@ -186,8 +211,25 @@ def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
         assert head.provenance["trained_by"] == "faceid train-attributes"
         assert "UTKFace" in head.provenance["licence"]
         assert head.provenance["data"]["lfw_gender"]["images"] == 60
-    assert info["gender"].metrics["utkface_all"]["n"] > 0
+    for name in ("gender", "gender-tuned"):
+        assert info[name].metrics["utkface_all"]["n"] > 0
     assert info["age"].metrics["n"] > 0
+    tuned = info["race-tuned"]
+    assert tuned.provenance["reads"] == "dlib-chip-150"
+    assert tuned.provenance["recipe"]["epochs"] == 8 and "CC0" in tuned.provenance["licence"]
+    # measured beside the embedding head it replaces in analyze
+    assert set(tuned.metrics["embedding_head"]) == {"utkface", "per_group_recall"}
+
+
+def test_trained_tuned_network_is_what_analyze_uses(trained_pipeline, lfw_image):
+    models = models_for(trained_pipeline)
+    for action in TUNED_ACTIONS:
+        assert models.answerer(action).name == f"{action}-tuned"
+    image = lfw_image("Jean_Chretien", 1)
+    (face,) = trained_pipeline.analyze(image, actions=("race",), max_faces=1)
+    (chip,) = [f.crop for f in trained_pipeline.extract_faces(image, 1)]
+    p = chip_probabilities(models.tuned("race"), chip[None])[0]
+    assert face.race.scores == pytest.approx(dict(zip(RACES, p, strict=True)), abs=1e-6)
 
 
 def test_trained_emotion_head_is_what_analyze_uses(trained_pipeline):

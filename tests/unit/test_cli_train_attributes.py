@@ -45,6 +45,7 @@ def test_emotion_training_saves_the_head_and_the_cnn_measured_together(data_dir)
     assert not (data_dir / "cache" / "models" / HEAD_FILES["emotion-cnn"]).exists()
 
 
-def test_negative_cnn_epochs_is_a_usage_error(data_dir):
-    result = CliRunner().invoke(app, ["train-attributes", "--cnn-epochs", "-1"])
+@pytest.mark.parametrize("option", ["--cnn-epochs", "--tuned-epochs"])
+def test_negative_epochs_is_a_usage_error(data_dir, option):
+    result = CliRunner().invoke(app, ["train-attributes", option, "-1"])
     assert result.exit_code == 2

@@ -1,0 +1,139 @@
+"""``faceid train-attributes``, the tuned part: dlib's 256-channel stages fine-tuned for gender,
+race and age (:mod:`.tuned`) on the same images and splits as the embedding heads
+(:mod:`.train`), and measured on the same held-out sides beside them.
+
+On a validation split cut from the training side (20 % of it, seed + 1), the tuned network alone
+beat both the embedding heads and the average of the two on every figure (gender LFW 99.0 /
+UTKFace 89.4 %, race 87.9 %, age MAE 3.93 y; heads 98.7 / 86.9 %, 84.6 %, 4.56 y; the average
+98.9 / 88.8 %, 87.7 %, 4.03 y), so ``analyze`` answers with it alone where it is trained."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .chips import frozen_activations
+from .data import GENDERS, RACES
+from .heads import AGE_BINS, HEAD_FILES, Head, heads_dir
+from .train import AttributeData, metrics_of, save_head
+from .tuned import TUNED_ACTIONS, TunedLabels, TunedNetwork, TunedRecipe, train_tuned
+
+CLASSES = {
+    "gender": GENDERS,
+    "race": RACES,
+    "age": tuple(str(a) for a in range(AGE_BINS)),
+}
+
+
+def load_dlib_resnet(settings):
+    from ..embed.dlib_format import parse_dlib_resnet
+    from ..models import get_model, resolve_file
+
+    files = {f.filename: resolve_file(f, settings) for f in get_model("dlib-resnet-v1").files}
+    dat = Path(files["dlib_face_recognition_resnet_model_v1.dat"])
+    return parse_dlib_resnet(dat.read_bytes(), str(dat))
+
+
+def tuned_available(pipeline) -> bool:
+    """The tuned heads read dlib chips: only a dlib-ResNet pipeline cuts them."""
+    return pipeline.embedder.name.startswith("dlib-resnet-v1")
+
+
+def frozen_for(
+    pipeline,
+    network: TunedNetwork,
+    data: AttributeData,
+    shared_dir: Path,
+    cache_dir: Path,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen activations for ``data``'s UTKFace rows and LFW rows, in their order."""
+    images = {f"utkface/{p}": shared_dir / "data" / "utkface" / p for p in data.utk_files}
+    images |= {f"lfw/{p}": shared_dir / "data" / "lfw" / "images" / p for p in data.lfw_files}
+    rows = frozen_activations(pipeline, network, images, cache_dir, progress)
+    n = len(data.utk_files)
+    return rows.acts[:n], rows.acts[n:]
+
+
+def train_tuned_network(
+    net,
+    data: AttributeData,
+    utk_acts: np.ndarray,
+    lfw_acts: np.ndarray,
+    *,
+    seed: int,
+    recipe: TunedRecipe,
+    progress: Callable[[int, float], None] | None = None,
+) -> TunedNetwork:
+    """Train on the train sides: UTKFace (gender, race, age) and LFW (gender only)."""
+    tr_u, tr_l = ~data.utk_test, ~data.lfw_test
+    n_l = int(tr_l.sum())
+    labels = TunedLabels(
+        gender=np.concatenate([data.utk_gender[tr_u], data.lfw_gender[tr_l]]),
+        race=np.concatenate([data.utk_race[tr_u], np.full(n_l, -1)]),
+        age=np.concatenate([data.utk_age[tr_u], np.full(n_l, -1)]),
+    )
+    acts = np.concatenate([utk_acts[tr_u], lfw_acts[tr_l]])
+    return train_tuned(net, acts, labels, seed=seed, recipe=recipe, progress=progress)
+
+
+def evaluate_tuned(
+    network: TunedNetwork,
+    heads: dict[str, Head],
+    data: AttributeData,
+    utk_acts: np.ndarray,
+    lfw_acts: np.ndarray,
+) -> dict[str, object]:
+    """Held-out figures of the tuned network (what ``analyze`` answers), each with the
+    embedding head's beside it (``embedding_head``)."""
+    actions = [a for a in TUNED_ACTIONS if a in heads]
+    te_u, te_l = data.utk_test, data.lfw_test
+    tuned_u = network.probabilities(utk_acts[te_u])
+    tuned_l = network.probabilities(lfw_acts[te_l])
+    out = metrics_of({a: (tuned_u[a], tuned_l[a]) for a in actions}, data)
+    peer = metrics_of(
+        {
+            a: (heads[a].probabilities(data.utk_x[te_u]), heads[a].probabilities(data.lfw_x[te_l]))
+            for a in actions
+        },
+        data,
+    )
+    for action in actions:
+        out[action]["embedding_head"] = peer[action]  # type: ignore[index]
+    return out
+
+
+def save_tuned(
+    network: TunedNetwork,
+    actions: list[str],
+    data: AttributeData,
+    metrics: dict[str, object],
+    recipe: TunedRecipe,
+    seed: int,
+    settings,
+) -> dict[str, Path]:
+    paths = {}
+    for action in actions:
+        head = network.head(action, CLASSES[action], {"seed": seed, "recipe": recipe.describe()})
+        licence = "dlib ResNet CC0; tuned on UTKFace (non-commercial research only)" + (
+            "; LFW gender labels (research)" if action == "gender" else ""
+        )
+        paths[f"{action}-tuned"] = save_head(
+            f"{action}-tuned",
+            head,
+            data.embedder,
+            data.describe(),
+            licence,
+            metrics.get(action),
+            settings,
+        )
+    return paths
+
+
+def remove_tuned(actions: list[str], settings) -> None:
+    """Retraining without the tuned network must not leave an older one paired with new heads."""
+    for action in actions:
+        path = heads_dir(settings) / HEAD_FILES[f"{action}-tuned"]
+        path.unlink(missing_ok=True)

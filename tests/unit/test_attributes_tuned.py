@@ -1,0 +1,123 @@
+"""The tuned network: its ONNX heads, its training, and its place in analyze."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from identity_service import FacePipeline
+from identity_service.attributes import HEAD_FILES, train_head
+from identity_service.attributes.analyze import models_for
+from identity_service.attributes.data import GENDERS, RACES
+from identity_service.attributes.heads import heads_dir
+from identity_service.attributes.train_tuned import load_dlib_resnet, remove_tuned, tuned_available
+from identity_service.attributes.tuned import (
+    CHIP_DIM,
+    READS,
+    TunedLabels,
+    TunedNetwork,
+    TunedRecipe,
+    chip_probabilities,
+    train_tuned,
+)
+from identity_service.config import get_settings
+from identity_service.errors import ModelMismatchError
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_dlib_resnet(get_settings())
+
+
+def _chips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random chips; label 1 tints them red, label 0 blue."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    base = rng.integers(40, 200, (n, 15, 15, 1)).repeat(10, axis=1).repeat(10, axis=2)
+    chips = np.repeat(base, 3, axis=3).astype(np.int16)
+    chips[y == 1, :, :, 0] += 100
+    chips[y == 0, :, :, 2] += 100
+    return np.clip(chips, 0, 255).astype(np.uint8), y
+
+
+def test_exported_head_equals_the_torch_network(net):
+    network = TunedNetwork(net)
+    with torch.no_grad():  # weights unlike dlib's, so the export must carry them
+        for i in network.dlib.conv_indices(network.cut):
+            network.dlib.convs[i].weight.mul_(1.2)
+        network.outputs["race"].bias.copy_(torch.linspace(-1, 1, 5))
+    chips, _ = _chips(4, seed=1)
+    expected = network.probabilities(network.frozen(chips))
+    for action, classes in (("gender", GENDERS), ("race", RACES)):
+        head = network.head(action, classes, {"seed": 1})
+        assert head.dim == CHIP_DIM and head.meta == {"seed": 1, "reads": READS}
+        assert head.name == f"{action}-tuned" and head.classes == classes
+        got = chip_probabilities(head, chips)
+        np.testing.assert_allclose(got, expected[action], atol=1e-4)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert expected["age"].shape == (4, 101)
+
+
+def test_training_learns_and_leaves_unlabelled_outputs_alone(net):
+    chips, y = _chips(96, seed=2)
+    network = TunedNetwork(net)
+    acts = network.frozen(chips)
+    assert acts.shape == (96, 2, 128, 8, 8) and acts.dtype == np.float16
+    unknown = np.full(64, -1)
+    losses: list[float] = []
+    trained = train_tuned(
+        net,
+        acts[:64],
+        TunedLabels(gender=y[:64], race=unknown, age=unknown),
+        seed=2,
+        recipe=TunedRecipe(epochs=10, batch_size=8, lr=1e-3),
+        progress=lambda epoch, loss: losses.append(loss),
+    )
+    assert len(losses) == 10 and losses[-1] < losses[0]
+    pred = trained.probabilities(acts[64:])["gender"].argmax(axis=1)
+    assert (pred == y[64:]).mean() >= 0.9
+    # No race or age label: no gradient and no weight decay, so those layers stay as the
+    # training seed initialised them.
+    torch.manual_seed(2)
+    fresh = TunedNetwork(net)
+    for action in ("race", "age"):
+        torch.testing.assert_close(
+            trained.outputs[action].weight, fresh.outputs[action].weight, rtol=0, atol=0
+        )
+    assert not torch.equal(trained.outputs["gender"].weight, fresh.outputs["gender"].weight)
+
+
+def test_tuned_heads_need_a_dlib_pipeline_and_go_when_not_retrained(tmp_path):
+    assert tuned_available(SimpleNamespace(embedder=SimpleNamespace(name="dlib-resnet-v1")))
+    assert not tuned_available(SimpleNamespace(embedder=SimpleNamespace(name="arcface-r50")))
+    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    folder = heads_dir(settings)
+    folder.mkdir(parents=True)
+    for action in ("gender", "race"):
+        (folder / HEAD_FILES[f"{action}-tuned"]).write_bytes(b"old")
+    (folder / HEAD_FILES["gender"]).write_bytes(b"head")
+    remove_tuned(["gender", "race", "age"], settings)
+    assert sorted(p.name for p in folder.iterdir()) == [HEAD_FILES["gender"]]
+
+
+def test_a_tuned_head_from_another_embedder_is_a_typed_error(tmp_path, lfw_image):
+    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    pipeline = FacePipeline(settings=settings)
+    rng = np.random.default_rng(0)
+    head = train_head(
+        rng.normal(size=(20, 8)).astype(np.float32),
+        rng.integers(0, 2, 20),
+        GENDERS,
+        "gender-tuned",
+        seed=0,
+        hidden=4,
+        epochs=2,
+    )
+    head.meta.update({"embedder": "another-embedder@1", "reads": READS})
+    head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
+    with pytest.raises(ModelMismatchError, match="another-embedder"):
+        pipeline.analyze(lfw_image("Abel_Pacheco", 1), actions=("gender",))
+    assert models_for(pipeline).tuned("race") is None  # not trained: the head would answer
