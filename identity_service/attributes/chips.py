@@ -8,10 +8,8 @@ Chips are cut in the pipeline's ``workers`` processes; the frozen layers run in 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..embed.dlib_format import CHIP_SIZE
 from ..errors import FaceIDError
+from .chunk_pool import map_chunks
 
 if TYPE_CHECKING:
     from ..pipeline import FacePipeline
@@ -85,7 +84,7 @@ def frozen_activations(
     chunks = [todo[s : s + CHUNK] for s in range(0, len(todo), CHUNK)]
     if chunks:
         saved = time.monotonic()
-        results = _map_chunks(pipeline, [[images[k] for k in c] for c in chunks])
+        results = map_chunks(pipeline, [[images[k] for k in c] for c in chunks], _chips_of)
         for n, (keys, chips) in enumerate(zip(chunks, results, strict=True)):
             acts = network.frozen(np.stack([c for c, _ in chips]))
             for key, act, (_, how) in zip(keys, acts, chips, strict=True):
@@ -99,37 +98,7 @@ def frozen_activations(
     return FrozenRows(np.stack([a for a, _ in rows]), [h for _, h in rows])
 
 
-def _map_chunks(pipeline: FacePipeline, chunks: list[list[Path]]):
-    if pipeline.workers <= 1 or len(chunks) == 1:
-        return (_chips_of(pipeline, chunk) for chunk in chunks)
-    pool = ProcessPoolExecutor(
-        max_workers=pipeline.workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(pipeline.settings, pipeline.detector.name, pipeline.embedder.name),
-    )
-    return _closing_map(pool, chunks)
-
-
-def _closing_map(pool: ProcessPoolExecutor, chunks: list[list[Path]]):
-    with pool:
-        yield from pool.map(_worker_chips, chunks)
-
-
-_worker: dict[str, object] = {}
-
-
-def _init_worker(settings, detector: str, embedder: str) -> None:
-    from ..pipeline import FacePipeline
-
-    _worker["pipeline"] = FacePipeline(detector, embedder, settings=settings, workers=1)
-
-
-def _worker_chips(chunk: list[Path]) -> list[Chip]:
-    return _chips_of(_worker["pipeline"], chunk)  # type: ignore[arg-type]
-
-
-def _chips_of(pipeline: FacePipeline, chunk: list[Path]) -> list[Chip]:
+def _chips_of(pipeline: FacePipeline, _state: None, chunk: list[Path]) -> list[Chip]:
     from ..eval.lfw import assumed_centre_detection
     from ..imaging import load_image
 

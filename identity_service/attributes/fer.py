@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import FaceIDError
+from .chunk_pool import map_chunks
 from .data import EMOTIONS, FER_FOLDERS
 from .emotion import FEATURE_DIM, EmotionModel
 from .emotion_cnn import CNN_SIDE, grey_face
@@ -113,7 +113,8 @@ def fer_features(
     chunks = [[fer_dir / p for p in todo[s : s + CHUNK]] for s in range(0, len(todo), CHUNK)]
     if chunks:
         saved = time.monotonic()
-        for n, (part, rows) in enumerate(zip(chunks, _map_chunks(pipeline, chunks), strict=True)):
+        results = map_chunks(pipeline, chunks, _features_of, _fer_model)
+        for n, (part, rows) in enumerate(zip(chunks, results, strict=True)):
             for image, row in zip(part, rows, strict=True):
                 table[str(image.relative_to(fer_dir))] = row
             # Each save rewrites the whole table, so an interrupted run loses at most a minute.
@@ -130,38 +131,8 @@ def fer_features(
     )
 
 
-def _map_chunks(pipeline: FacePipeline, chunks: list[list[Path]]):
-    if pipeline.workers <= 1 or len(chunks) == 1:
-        model = EmotionModel(pipeline.settings, load_trained=False)
-        return (_features_of(pipeline, model, chunk) for chunk in chunks)
-    import multiprocessing
-
-    pool = ProcessPoolExecutor(
-        max_workers=pipeline.workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(pipeline.settings, pipeline.detector.name, pipeline.embedder.name),
-    )
-    return _closing_map(pool, chunks)
-
-
-def _closing_map(pool: ProcessPoolExecutor, chunks: list[list[Path]]):
-    with pool:
-        yield from pool.map(_worker_features, chunks)
-
-
-_worker: dict[str, object] = {}
-
-
-def _init_worker(settings, detector: str, embedder: str) -> None:
-    from ..pipeline import FacePipeline
-
-    _worker["pipeline"] = FacePipeline(detector, embedder, settings=settings, workers=1)
-    _worker["model"] = EmotionModel(settings, load_trained=False)
-
-
-def _worker_features(chunk: list[Path]) -> list[Row]:
-    return _features_of(_worker["pipeline"], _worker["model"], chunk)  # type: ignore[arg-type]
+def _fer_model(pipeline: FacePipeline) -> EmotionModel:
+    return EmotionModel(pipeline.settings, load_trained=False)
 
 
 def _features_of(pipeline: FacePipeline, model: EmotionModel, chunk: list[Path]) -> list[Row]:

@@ -9,7 +9,7 @@ printed are on the held-out sides.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,31 @@ def load_data(
         seed=seed,
         utk_files=[i.relpath for i in items],
         lfw_files=[p for p, _ in lfw],
+    )
+
+
+def validation_data(data: AttributeData) -> AttributeData:
+    """The training side alone, split again (20 %, seed + 1, by file / by person) into train and
+    validation sides: where choices between recipes are made, never on the test side."""
+    keep_u, keep_l = ~data.utk_test, ~data.lfw_test
+    utk_files = [f for f, k in zip(data.utk_files, keep_u, strict=True) if k]
+    lfw_files = [f for f, k in zip(data.lfw_files, keep_l, strict=True) if k]
+    seed = data.seed + 1
+    return replace(
+        data,
+        utk_x=data.utk_x[keep_u],
+        utk_age=data.utk_age[keep_u],
+        utk_gender=data.utk_gender[keep_u],
+        utk_race=data.utk_race[keep_u],
+        utk_test=np.array([is_test(f, seed) for f in utk_files], bool),
+        utk_how=[h for h, k in zip(data.utk_how, keep_u, strict=True) if k],
+        lfw_x=data.lfw_x[keep_l],
+        lfw_gender=data.lfw_gender[keep_l],
+        lfw_test=np.array([is_test(person_of(f), seed) for f in lfw_files], bool),
+        lfw_people=len({person_of(f) for f in lfw_files}),
+        seed=seed,
+        utk_files=utk_files,
+        lfw_files=lfw_files,
     )
 
 

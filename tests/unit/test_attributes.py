@@ -91,3 +91,39 @@ def test_head_for_another_embedder_and_bad_action_are_typed_errors(tmp_path):
         models.head("gender")
     with pytest.raises(FaceIDError, match="unknown action"):
         _check_actions(("age", "mood"))
+
+
+def test_validation_split_is_cut_from_the_training_side_only():
+    from identity_service.attributes.data import SEED
+    from identity_service.attributes.train import AttributeData, validation_data
+
+    utk = [f"{i % 90}_{i % 2}_{i % 5}_2017{i:05d}.jpg.chip.jpg" for i in range(400)]
+    lfw = [f"Person_{i // 3}/Person_{i // 3}_{i % 3 + 1:04d}.jpg" for i in range(300)]
+    data = AttributeData(
+        utk_x=np.arange(400, dtype=np.float32)[:, None],
+        utk_age=np.arange(400) % 90,
+        utk_gender=np.arange(400) % 2,
+        utk_race=np.arange(400) % 5,
+        utk_test=np.array([is_test(f) for f in utk]),
+        utk_how=["detected"] * 400,
+        lfw_x=np.arange(300, dtype=np.float32)[:, None],
+        lfw_gender=np.arange(300) % 2,
+        lfw_test=np.array([is_test(f.split("/")[0]) for f in lfw]),
+        lfw_people=100,
+        embedder="e",
+        seed=SEED,
+        utk_files=utk,
+        lfw_files=lfw,
+    )
+    val = validation_data(data)
+    assert val.seed == SEED + 1
+    assert len(val.utk_files) == int((~data.utk_test).sum()) == len(val.utk_x)
+    assert set(val.utk_x[:, 0].astype(int)) == set(np.flatnonzero(~data.utk_test))
+    assert not set(val.lfw_files) & {f for f, t in zip(lfw, data.lfw_test, strict=True) if t}
+    for side, files in ((val.utk_test, val.utk_files), (val.lfw_test, val.lfw_files)):
+        assert 0.1 < side.mean() < 0.3 and len(side) == len(files)
+    # people stay whole on one side of the validation split
+    people = {}
+    for f, t in zip(val.lfw_files, val.lfw_test, strict=True):
+        people.setdefault(f.split("/")[0], set()).add(bool(t))
+    assert all(len(sides) == 1 for sides in people.values())
