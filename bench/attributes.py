@@ -1,10 +1,11 @@
 """Attribute analysis measured on held-out shared data.
 
 Age, gender and race as ``analyze`` answers them (the tuned network where ``faceid
-train-attributes`` trained it, else the embedding heads), run end to end on the held-out images
-of the splits fixed in ``identity_service.attributes``: LFW gender people-disjoint (20% of
-people), UTKFace test (20% of files; UTKFace has no identities, so the same person may sit on
-both sides). The peer, in the same process, is the embedding heads on the same images.
+train-attributes`` trained it, for gender averaged with the embedding head; else the heads),
+run end to end on the held-out images of the splits fixed in ``identity_service.attributes``:
+LFW gender people-disjoint (20% of people), UTKFace test (20% of files; UTKFace has no
+identities, so the same person may sit on both sides). The peer, in the same process, is the
+embedding heads on the same images.
 Emotion: the FER MobileFaceNet, with the emotion head and the emotion CNN when they are trained
 (``model`` in the output says which), on FER2013 ``validation/`` (PublicTest); 48x48 images are
 upscaled before detection, and where no face is detected the whole image is taken as the aligned
@@ -105,7 +106,8 @@ def face_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict
         for a in actions:
             probs[a].append(np.array(rows[a]))
     metrics = metrics_of({a: (p[0], p[1]) for a, p in probs.items()}, data)
-    answered_by = {a: models_for(pipeline).answerer(a).name for a in actions}
+    models = models_for(pipeline)
+    answered_by = {a: "+".join(h.name for h in models.answerers(a)) for a in actions}
     return {"answered_by": answered_by, "whole_image_fallback": fallback, **metrics}
 
 

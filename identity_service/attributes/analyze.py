@@ -92,10 +92,16 @@ class AttributeModels:
         self.heads: dict[str, Head] = {}
         self.emotion = None
 
-    def answerer(self, action: str) -> Head:
-        """What answers ``action`` (age, gender or race): the tuned network when trained, else
-        the embedding head."""
-        return self.tuned(action) or self.head(action)
+    def answerers(self, action: str) -> list[Head]:
+        """What answers ``action`` (age, gender or race), their answers averaged: the tuned
+        network when trained (with the embedding head for :data:`.tuned.AVERAGED_WITH_HEAD`),
+        else the embedding head."""
+        from .tuned import AVERAGED_WITH_HEAD
+
+        tuned = self.tuned(action)
+        if tuned is None:
+            return [self.head(action)]
+        return [tuned, self.head(action)] if action in AVERAGED_WITH_HEAD else [tuned]
 
     def head(self, action: str) -> Head:
         return self._load(action)
@@ -184,7 +190,8 @@ def analyze_images(
 
     actions = _check_actions(actions)
     models = models_for(pipeline)
-    heads = {a: models.answerer(a) for a in actions if a != "emotion"}
+    members = {a: models.answerers(a) for a in actions if a != "emotion"}
+    heads = {a: m[0] for a, m in members.items()}  # for the classes
     emotion = models.emotion_model() if "emotion" in actions else None
 
     per_image: list[list[ExtractedFace] | FaceIDError] = []
@@ -210,7 +217,7 @@ def analyze_images(
             sources.append("")
 
     ok = [f for f in per_image if not isinstance(f, FaceIDError)]
-    probs = _face_probabilities(pipeline, heads, ok)
+    probs = _face_probabilities(pipeline, members, ok)
 
     crops: list[np.ndarray] = []
     if emotion is not None:
@@ -258,24 +265,27 @@ def analyze_images(
 
 
 def _face_probabilities(
-    pipeline: FacePipeline, heads: dict[str, Head], faces: list[list[ExtractedFace]]
+    pipeline: FacePipeline, members: dict[str, list[Head]], faces: list[list[ExtractedFace]]
 ) -> dict[str, np.ndarray]:
-    """Per action, ``(n_faces, classes)``: tuned heads read the chips, the others embeddings."""
+    """Per action, ``(n_faces, classes)``, its members' answers averaged: tuned heads read the
+    chips, the others embeddings (computed only when one needs them)."""
     from .tuned import READS, chip_probabilities
 
-    n = sum(len(f) for f in faces)
-    if not n:
+    if not sum(len(f) for f in faces):
         return {}
-    on_chips = {a: h for a, h in heads.items() if h.meta.get("reads") == READS}
-    on_embeddings = {a: h for a, h in heads.items() if a not in on_chips}
-    probs = {}
-    if on_embeddings:
+    heads = [h for m in members.values() for h in m]
+    vectors = chips = None
+    if any(h.meta.get("reads") != READS for h in heads):
         vectors = np.stack([f.embedding for row in pipeline._embed_extracted(faces) for f in row])
-        probs = {a: h.probabilities(vectors) for a, h in on_embeddings.items()}
-    if on_chips:
+    if any(h.meta.get("reads") == READS for h in heads):
         chips = np.stack([f.crop for row in faces for f in row])
-        probs |= {a: chip_probabilities(h, chips) for a, h in on_chips.items()}
-    return probs
+
+    def answer(head: Head) -> np.ndarray:
+        if head.meta.get("reads") == READS:
+            return chip_probabilities(head, chips)
+        return head.probabilities(vectors).astype(np.float64)
+
+    return {a: np.mean([answer(h) for h in m], axis=0) for a, m in members.items()}
 
 
 def analyze_image(

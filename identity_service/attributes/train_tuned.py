@@ -18,7 +18,14 @@ from .chips import frozen_activations
 from .data import GENDERS, RACES
 from .heads import AGE_BINS, HEAD_FILES, Head, heads_dir
 from .train import AttributeData, metrics_of, save_head
-from .tuned import TUNED_ACTIONS, TunedLabels, TunedNetwork, TunedRecipe, train_tuned
+from .tuned import (
+    AVERAGED_WITH_HEAD,
+    TUNED_ACTIONS,
+    TunedLabels,
+    TunedNetwork,
+    TunedRecipe,
+    train_tuned,
+)
 
 CLASSES = {
     "gender": GENDERS,
@@ -86,22 +93,34 @@ def evaluate_tuned(
     utk_acts: np.ndarray,
     lfw_acts: np.ndarray,
 ) -> dict[str, object]:
-    """Held-out figures of the tuned network (what ``analyze`` answers), each with the
-    embedding head's beside it (``embedding_head``)."""
+    """Held-out figures of what ``analyze`` answers (the tuned network, averaged with the
+    embedding head for :data:`AVERAGED_WITH_HEAD`), with each member's own beside them
+    (``tuned``, ``embedding_head``)."""
     actions = [a for a in TUNED_ACTIONS if a in heads]
     te_u, te_l = data.utk_test, data.lfw_test
     tuned_u = network.probabilities(utk_acts[te_u])
     tuned_l = network.probabilities(lfw_acts[te_l])
-    out = metrics_of({a: (tuned_u[a], tuned_l[a]) for a in actions}, data)
-    peer = metrics_of(
-        {
-            a: (heads[a].probabilities(data.utk_x[te_u]), heads[a].probabilities(data.lfw_x[te_l]))
-            for a in actions
-        },
-        data,
-    )
+    tuned = {a: (tuned_u[a], tuned_l[a]) for a in actions}
+    head = {
+        a: (heads[a].probabilities(data.utk_x[te_u]), heads[a].probabilities(data.lfw_x[te_l]))
+        for a in actions
+    }
+    answer = {
+        a: tuple((t + h) / 2 for t, h in zip(tuned[a], head[a], strict=True))
+        if a in AVERAGED_WITH_HEAD
+        else tuned[a]
+        for a in actions
+    }
+    out = metrics_of(answer, data)
+    members = {"tuned": metrics_of(tuned, data), "embedding_head": metrics_of(head, data)}
     for action in actions:
-        out[action]["embedding_head"] = peer[action]  # type: ignore[index]
+        out[action]["answer"] = (  # type: ignore[index]
+            "tuned network and embedding head averaged"
+            if action in AVERAGED_WITH_HEAD
+            else "tuned network"
+        )
+        for name, metrics in members.items():
+            out[action][name] = metrics[action]  # type: ignore[index]
     return out
 
 

@@ -217,19 +217,29 @@ def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
     tuned = info["race-tuned"]
     assert tuned.provenance["reads"] == "dlib-chip-150"
     assert tuned.provenance["recipe"]["epochs"] == 8 and "CC0" in tuned.provenance["licence"]
-    # measured beside the embedding head it replaces in analyze
+    # measured beside its members, as analyze combines them
+    assert tuned.metrics["answer"] == "tuned network"
     assert set(tuned.metrics["embedding_head"]) == {"utkface", "per_group_recall"}
+    assert set(tuned.metrics["tuned"]) == {"utkface", "per_group_recall"}
+    gender = info["gender-tuned"].metrics
+    assert gender["answer"] == "tuned network and embedding head averaged"
+    assert gender["tuned"]["utkface_all"]["n"] == gender["utkface_all"]["n"]
 
 
 def test_trained_tuned_network_is_what_analyze_uses(trained_pipeline, lfw_image):
     models = models_for(trained_pipeline)
-    for action in TUNED_ACTIONS:
-        assert models.answerer(action).name == f"{action}-tuned"
+    assert [h.name for h in models.answerers("age")] == ["age-tuned"]
+    assert [h.name for h in models.answerers("race")] == ["race-tuned"]
+    assert [h.name for h in models.answerers("gender")] == ["gender-tuned", "gender"]
     image = lfw_image("Jean_Chretien", 1)
-    (face,) = trained_pipeline.analyze(image, actions=("race",), max_faces=1)
+    (face,) = trained_pipeline.analyze(image, actions=("race", "gender"), max_faces=1)
     (chip,) = [f.crop for f in trained_pipeline.extract_faces(image, 1)]
     p = chip_probabilities(models.tuned("race"), chip[None])[0]
     assert face.race.scores == pytest.approx(dict(zip(RACES, p, strict=True)), abs=1e-6)
+    (embedded,) = trained_pipeline.represent(image, max_faces=1)
+    p = chip_probabilities(models.tuned("gender"), chip[None])[0]
+    p = (p + models.head("gender").probabilities(embedded.embedding[None])[0]) / 2
+    assert face.gender.scores == pytest.approx(dict(zip(GENDERS, p, strict=True)), abs=1e-6)
 
 
 def test_trained_emotion_head_is_what_analyze_uses(trained_pipeline):
