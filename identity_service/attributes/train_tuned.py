@@ -2,10 +2,9 @@
 race and age (:mod:`.tuned`) on the same images and splits as the embedding heads
 (:mod:`.train`), and measured on the same held-out sides beside them.
 
-On a validation split cut from the training side (20 % of it, seed + 1), the tuned network alone
-beat both the embedding heads and the average of the two on every figure (gender LFW 99.0 /
-UTKFace 89.4 %, race 87.9 %, age MAE 3.93 y; heads 98.7 / 86.9 %, 84.6 %, 4.56 y; the average
-98.9 / 88.8 %, 87.7 %, 4.03 y), so ``analyze`` answers with it alone where it is trained."""
+How ``analyze`` combines it with the embedding heads was chosen on a validation split cut from
+the training side (:func:`.train.validation_data`, ``bench/attributes_validation.py``): see
+:data:`.tuned.AVERAGED_WITH_HEAD`."""
 
 from __future__ import annotations
 
@@ -35,11 +34,12 @@ CLASSES = {
 
 
 def load_dlib_resnet(settings):
+    from ..embed.dlib_convert import DAT_FILENAME
     from ..embed.dlib_format import parse_dlib_resnet
     from ..models import get_model, resolve_file
 
     files = {f.filename: resolve_file(f, settings) for f in get_model("dlib-resnet-v1").files}
-    dat = Path(files["dlib_face_recognition_resnet_model_v1.dat"])
+    dat = Path(files[DAT_FILENAME])
     return parse_dlib_resnet(dat.read_bytes(), str(dat))
 
 

@@ -244,7 +244,9 @@ def train_tuned(
     g = torch.Generator().manual_seed(seed)
     model = TunedNetwork(net, recipe.dropout)
     x = torch.as_tensor(np.ascontiguousarray(acts))
-    gender, race, age = (torch.as_tensor(np.asarray(v, np.int64)) for v in asdict(labels).values())
+    gender, race, age = (
+        torch.as_tensor(np.asarray(v, np.int64)) for v in (labels.gender, labels.race, labels.age)
+    )
     n = len(x)
     steps = recipe.epochs * -(-n // recipe.batch_size)
     head_lr = recipe.lr * recipe.head_lr_factor
