@@ -176,6 +176,19 @@ def dlib_peer_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) ->
     return {"models": {t: get_model(n).tag for t, (n, _) in DLIB_PEER.items()}, **metrics}
 
 
+def compare(mine: dict, peer: dict, peer_name: str, race: bool) -> None:
+    rows = [
+        ("gender LFW", "gender", "lfw_people_disjoint"),
+        ("gender UTKFace", "gender", "utkface_all"),
+        *([("race UTKFace", "race", "utkface")] if race else []),
+    ]
+    for label, action, side in rows:
+        a, b = mine[action][side]["accuracy"], peer[action][side]["accuracy"]
+        print(f"{label}: {a:.4f} vs {peer_name} {b:.4f} (ratio {a / b:.3f})")
+    a, b = mine["age"]["utkface_mae"], peer["age"]["utkface_mae"]
+    print(f"age MAE: {a:.2f} vs {peer_name} {b:.2f} (ratio {a / b:.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--fer-limit", type=int, default=None, help="fixed random subset of FER")
@@ -201,41 +214,12 @@ def main() -> None:
             # the peer, in the same process: the embedding heads on the cached embeddings
             heads = {a: load_head(a, settings) for a in ("age", "gender", "race")}
             out["heads"] = evaluate_heads(heads, data)
-            mine, peer = out["analyze"], out["heads"]
-            for label, a, b in (
-                (
-                    "gender LFW",
-                    mine["gender"]["lfw_people_disjoint"],
-                    peer["gender"]["lfw_people_disjoint"],
-                ),
-                ("gender UTKFace", mine["gender"]["utkface_all"], peer["gender"]["utkface_all"]),
-                ("race UTKFace", mine["race"]["utkface"], peer["race"]["utkface"]),
-            ):
-                print(
-                    f"{label}: {a['accuracy']:.4f} vs embedding head {b['accuracy']:.4f} "
-                    f"(ratio {a['accuracy'] / b['accuracy']:.3f})"
-                )
-            a, b = mine["age"]["utkface_mae"], peer["age"]["utkface_mae"]
-            print(f"age MAE: {a:.2f} vs embedding head {b:.2f} (ratio {a / b:.3f})")
+            compare(out["analyze"], out["heads"], "embedding head", race=True)
             # the peer, in the same process: dlib's own age and gender networks
             t = time.perf_counter()
             out["dlib_peer"] = dlib_peer_eval(pipeline, data, settings.shared_dir)
             out["dlib_peer"]["seconds"] = round(time.perf_counter() - t, 1)
-            dlib = out["dlib_peer"]
-            for label, a, b in (
-                (
-                    "gender LFW",
-                    mine["gender"]["lfw_people_disjoint"],
-                    dlib["gender"]["lfw_people_disjoint"],
-                ),
-                ("gender UTKFace", mine["gender"]["utkface_all"], dlib["gender"]["utkface_all"]),
-            ):
-                print(
-                    f"{label}: {a['accuracy']:.4f} vs dlib's gender network "
-                    f"{b['accuracy']:.4f} (ratio {a['accuracy'] / b['accuracy']:.3f})"
-                )
-            a, b = mine["age"]["utkface_mae"], dlib["age"]["utkface_mae"]
-            print(f"age MAE: {a:.2f} vs dlib's age network {b:.2f} (ratio {a / b:.3f})")
+            compare(out["analyze"], out["dlib_peer"], "dlib's network", race=False)
         if not args.skip_emotion:
             fer_dir = settings.shared_dir / "data" / "fer2013"
             t = time.perf_counter()

