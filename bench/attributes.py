@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from dlib_peer import MODELS, DlibPeer  # bench/dlib_peer.py
 
 from identity_service import FacePipeline, get_settings
 from identity_service.attributes import analyze_images, load_head
@@ -112,68 +113,25 @@ def face_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict
     return {"answered_by": answered_by, "whole_image_fallback": fallback, **metrics}
 
 
-DLIB_PEER = {"gender": ("dlib-gender-v1", 32), "age": ("dlib-age-v1", 64)}
-DLIB_PEER_MEANS = np.array([122.781998, 117.000999, 104.297997], np.float32)
-DLIB_PEER_PADDING = 0.2
-
-
 def dlib_peer_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict[str, object]:
-    """dlib's age and gender networks on the held-out images, on the faces ``analyze`` finds
-    (the whole image where it finds none), each on its own dlib chip."""
-    import onnxruntime as ort
-
-    from identity_service.align import dlib_chip
-    from identity_service.attributes.analyze import _upscaled, whole_image_detection
-    from identity_service.imaging import load_image
-    from identity_service.models import get_model, resolve_file
-
-    sessions = {
-        task: ort.InferenceSession(
-            str(resolve_file(get_model(name).files[0])), providers=["CPUExecutionProvider"]
-        )
-        for task, (name, _) in DLIB_PEER.items()
-    }
-
-    def run(task: str, chips: list[np.ndarray]) -> np.ndarray:
-        x = (np.stack(chips).astype(np.float32) - DLIB_PEER_MEANS) / 256.0
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        return sessions[task].run(None, {"images": x})[0]
-
-    probs: dict[str, list[np.ndarray]] = {"gender": [], "age": []}
+    """dlib's age and gender networks on the held-out images, on the faces ``analyze`` reads,
+    one view each (as their own package runs them)."""
+    peer = DlibPeer()
+    probs = {}
     for folder, files, test in (
         ("utkface", data.utk_files, data.utk_test),
         ("lfw/images", data.lfw_files, data.lfw_test),
     ):
-        chips: dict[str, list[np.ndarray]] = {"gender": [], "age": []}
-        for f, t in zip(files, test, strict=True):
-            if not t:
-                continue
-            array = _upscaled(load_image(shared / "data" / folder / f))
-            faces = pipeline.extract_faces(array, 1)
-            det = (
-                faces[0].detection
-                if faces
-                else whole_image_detection(array.shape[1], array.shape[0])
-            )
-            pipeline.embedder.crop(array, det)  # fits dlib's 5-point shape where missing
-            box = (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
-            for task, (_, size) in DLIB_PEER.items():
-                chips[task].append(dlib_chip(array, box, det.dlib_shape, size, DLIB_PEER_PADDING))
-        # gender comes out (female, male); faceid's order is (male, female)
-        probs["gender"].append(run("gender", chips["gender"])[:, ::-1])
-        # 81 age classes worth (0.25, 1, ..., 80) years, spread onto 101 one-year bins with the
-        # same expectation: class 0 as 3/4 at 0 and 1/4 at 1 year
-        age81 = run("age", chips["age"]).astype(np.float64)
-        age = np.zeros((len(age81), 101))
-        age[:, 1:81] = age81[:, 1:]
-        age[:, 0] += 0.75 * age81[:, 0]
-        age[:, 1] += 0.25 * age81[:, 0]
-        probs["age"].append(age)
-    metrics = metrics_of(
-        {t: (p[0], p[1]) for t, p in probs.items()},
-        data,
-    )
-    return {"models": {t: get_model(n).tag for t, (n, _) in DLIB_PEER.items()}, **metrics}
+        faces = [
+            DlibPeer.face(pipeline, shared / "data" / folder / f)
+            for f, t in zip(files, test, strict=True)
+            if t
+        ]
+        chips = {task: np.stack([f.chips[task] for f in faces]) for task in MODELS}
+        probs[folder] = {"gender": peer.gender(chips["gender"]), "age": peer.age(chips["age"])}
+    sides = (probs["utkface"], probs["lfw/images"])
+    metrics = metrics_of({t: (sides[0][t], sides[1][t]) for t in MODELS}, data)
+    return {"models": peer.models, **metrics}
 
 
 def compare(mine: dict, peer: dict, peer_name: str, race: bool) -> None:
