@@ -9,6 +9,7 @@ ArcFace-aligned crop (:mod:`.emotion`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,10 +20,21 @@ import numpy as np
 from ..errors import FaceIDError, ModelFileMissingError, ModelMismatchError, NoFaceError
 from ..imaging import ImageInput, load_image
 from ..types import Box, Detection
-from .heads import Head, age_from_probabilities, load_head
+from .heads import (
+    HEAD_FILES,
+    Head,
+    age_from_probabilities,
+    heads_dir,
+    load_head,
+    probabilities_from_features,
+)
+from .tuned_features import FEATURES_FILE, TunedFeatures, load_features
+from .tuned_features import READS as TUNED_READS
 
 if TYPE_CHECKING:
     from ..pipeline import ExtractedFace, FacePipeline
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("age", "gender", "emotion", "race")
 # Smaller images (e.g. 48x48 FER2013 faces) are upscaled before detection.
@@ -85,11 +97,12 @@ class Analysis:
 
 
 class AttributeModels:
-    """The heads and the FER model, loaded once per pipeline."""
+    """The heads, the tuned network and the FER model, loaded once per pipeline."""
 
     def __init__(self, pipeline: FacePipeline) -> None:
         self.pipeline = pipeline
         self.heads: dict[str, Head] = {}
+        self.features: TunedFeatures | None = None
         self.emotion = None
 
     def answerers(self, action: str) -> list[Head]:
@@ -107,26 +120,56 @@ class AttributeModels:
         return self._load(action)
 
     def tuned(self, action: str) -> Head | None:
+        """The tuned network's output layer for ``action``; None where it is not trained."""
+        name = f"{action}-tuned"
         try:
-            return self._load(f"{action}-tuned")
+            features = self.tuned_features()
         except ModelFileMissingError:
+            if (heads_dir(self.pipeline.settings) / HEAD_FILES[name]).is_file():
+                log.warning(
+                    "%s is from an older faceid, without %s; the embedding head answers "
+                    "until `faceid train-attributes` is run again",
+                    HEAD_FILES[name],
+                    FEATURES_FILE,
+                )
             return None  # not trained: the embedding head answers
+        try:
+            head = self._load(name)
+        except ModelFileMissingError:
+            return None
+        if head.meta.get("features_id") != features.id:
+            raise ModelMismatchError(
+                f"the {name} head was not exported with the tuned network in "
+                f"{FEATURES_FILE}; re-run `faceid train-attributes`",
+                head=name,
+            )
+        return head
+
+    def tuned_features(self) -> TunedFeatures:
+        if self.features is None:
+            features = load_features(self.pipeline.settings)
+            self._check_embedder("tuned network", features.meta)
+            self.features = features
+        return self.features
 
     def _load(self, name: str) -> Head:
         if name not in self.heads:
             head = load_head(name, self.pipeline.settings)
-            trained_on = head.meta.get("embedder")
-            if trained_on != self.pipeline.model:
-                raise ModelMismatchError(
-                    f"the {name} head was trained with {trained_on} but this pipeline "
-                    f"embeds with {self.pipeline.model}; use that embedder or retrain with "
-                    "`faceid train-attributes --embedder ...`",
-                    head=name,
-                    head_embedder=trained_on,
-                    pipeline_embedder=self.pipeline.model,
-                )
+            self._check_embedder(f"{name} head", head.meta)
             self.heads[name] = head
         return self.heads[name]
+
+    def _check_embedder(self, what: str, meta: dict[str, object]) -> None:
+        trained_on = meta.get("embedder")
+        if trained_on != self.pipeline.model:
+            raise ModelMismatchError(
+                f"the {what} was trained with {trained_on} but this pipeline embeds with "
+                f"{self.pipeline.model}; use that embedder or retrain with "
+                "`faceid train-attributes --embedder ...`",
+                head=what,
+                head_embedder=trained_on,
+                pipeline_embedder=self.pipeline.model,
+            )
 
     def emotion_model(self):
         if self.emotion is None:
@@ -217,7 +260,7 @@ def analyze_images(
             sources.append("")
 
     ok = [f for f in per_image if not isinstance(f, FaceIDError)]
-    probs = _face_probabilities(pipeline, members, ok)
+    probs = _face_probabilities(models, members, ok)
 
     crops: list[np.ndarray] = []
     if emotion is not None:
@@ -265,24 +308,25 @@ def analyze_images(
 
 
 def _face_probabilities(
-    pipeline: FacePipeline, members: dict[str, list[Head]], faces: list[list[ExtractedFace]]
+    models: AttributeModels, members: dict[str, list[Head]], faces: list[list[ExtractedFace]]
 ) -> dict[str, np.ndarray]:
     """Per action, ``(n_faces, classes)``, its members' answers averaged: tuned heads read the
-    chips, the others embeddings (computed only when one needs them)."""
-    from .tuned import READS, chip_probabilities
-
+    tuned network's features of the chips, the others embeddings; each computed only when a
+    member needs it, and once for all members."""
     if not sum(len(f) for f in faces):
         return {}
     heads = [h for m in members.values() for h in m]
-    vectors = chips = None
-    if any(h.meta.get("reads") != READS for h in heads):
-        vectors = np.stack([f.embedding for row in pipeline._embed_extracted(faces) for f in row])
-    if any(h.meta.get("reads") == READS for h in heads):
+    vectors = features = None
+    if any(h.meta.get("reads") != TUNED_READS for h in heads):
+        embedded = models.pipeline._embed_extracted(faces)
+        vectors = np.stack([f.embedding for row in embedded for f in row])
+    if any(h.meta.get("reads") == TUNED_READS for h in heads):
         chips = np.stack([f.crop for row in faces for f in row])
+        features = models.tuned_features().of(chips)
 
     def answer(head: Head) -> np.ndarray:
-        if head.meta.get("reads") == READS:
-            return chip_probabilities(head, chips)
+        if head.meta.get("reads") == TUNED_READS:
+            return probabilities_from_features(head, features)
         return head.probabilities(vectors).astype(np.float64)
 
     return {a: np.mean([answer(h) for h in m], axis=0) for a, m in members.items()}

@@ -74,27 +74,44 @@ class MlpWeights:
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.float32))
 
 
+@dataclass
+class LinearWeights:
+    """``softmax(x @ w + b)``; ``w`` is ``(dim, classes)``: an output layer on features."""
+
+    w: np.ndarray
+    b: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.w = np.asarray(self.w, dtype=np.float32)
+        self.b = np.asarray(self.b, dtype=np.float32)
+
+
 def head_model(
-    name: str, classes: tuple[str, ...], weights: MlpWeights, meta: dict[str, object]
+    name: str,
+    classes: tuple[str, ...],
+    weights: MlpWeights | LinearWeights,
+    meta: dict[str, object],
 ) -> bytes:
     """The serialized ONNX graph of a head (needs the ``onnx`` package; loading does not)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [
-        numpy_helper.from_array(getattr(weights, k), f"{name}_{k}")
-        for k in ("w1", "b1", "w2", "b2")
-    ]
-    nodes = [
-        helper.make_node("Gemm", [INPUT_NAME, f"{name}_w1", f"{name}_b1"], ["hidden_pre"]),
-        helper.make_node("Relu", ["hidden_pre"], ["hidden"]),
-        helper.make_node("Gemm", ["hidden", f"{name}_w2", f"{name}_b2"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=1),
-    ]
+    if isinstance(weights, LinearWeights):
+        keys, dim = ("w", "b"), weights.w.shape[0]
+        nodes = [helper.make_node("Gemm", [INPUT_NAME, f"{name}_w", f"{name}_b"], ["logits"])]
+    else:
+        keys, dim = ("w1", "b1", "w2", "b2"), weights.w1.shape[0]
+        nodes = [
+            helper.make_node("Gemm", [INPUT_NAME, f"{name}_w1", f"{name}_b1"], ["hidden_pre"]),
+            helper.make_node("Relu", ["hidden_pre"], ["hidden"]),
+            helper.make_node("Gemm", ["hidden", f"{name}_w2", f"{name}_b2"], ["logits"]),
+        ]
+    nodes.append(helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=1))
+    inits = [numpy_helper.from_array(getattr(weights, k), f"{name}_{k}") for k in keys]
     graph = helper.make_graph(
         nodes,
         f"faceid_attr_{name}",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", weights.w1.shape[0]])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", dim])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["n", len(classes)])],
         initializer=inits,
     )
@@ -103,7 +120,7 @@ def head_model(
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="faceid.attributes",
         producer_version=str(FORMAT_VERSION),
-        doc_string=f"faceid {name} head: face embeddings -> class probabilities",
+        doc_string=f"faceid {name} head: features -> class probabilities",
     )
     model.ir_version = IR_VERSION
     _stamp(model, name, classes, meta)
@@ -120,6 +137,30 @@ def _stamp(model: Any, name: str, classes: tuple[str, ...], meta: dict[str, obje
     props = {NAME_KEY: name, CLASSES_KEY: list(classes), FORMAT_KEY: FORMAT_VERSION, **meta}
     del model.metadata_props[:]
     helper.set_model_props(model, {k: json.dumps(v) for k, v in props.items()})
+
+
+def stamp(model: bytes, name: str, classes: tuple[str, ...], meta: dict[str, object]) -> bytes:
+    """``model`` with ``name``, ``classes`` and ``meta`` as its metadata (needs ``onnx``)."""
+    import onnx
+
+    proto = onnx.load_from_string(model)
+    _stamp(proto, name, classes, meta)
+    return proto.SerializeToString()
+
+
+def read_stamp(session: Any, path: Path) -> tuple[str, tuple[str, ...], dict[str, object]]:
+    """What :func:`stamp` wrote, from an onnxruntime session of the file at ``path``."""
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        meta = {k: json.loads(v) for k, v in props.items()}
+        name, classes = str(meta.pop(NAME_KEY)), tuple(map(str, meta.pop(CLASSES_KEY)))
+        meta.pop(FORMAT_KEY)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{path} is not a faceid attribute model (metadata {exc!r}); "
+            "re-run `faceid train-attributes`"
+        ) from exc
+    return name, classes, meta
 
 
 @dataclass
@@ -144,7 +185,7 @@ class Head:
         cls,
         name: str,
         classes: tuple[str, ...],
-        weights: MlpWeights,
+        weights: MlpWeights | LinearWeights,
         meta: dict[str, object] | None = None,
         device: str = "cpu",
     ) -> Head:
@@ -156,16 +197,7 @@ class Head:
         """Read a head file; needs onnxruntime only."""
         model = path.read_bytes()
         session = _session_for(model, device, str(path))
-        props = dict(session.get_modelmeta().custom_metadata_map)
-        try:
-            meta = {k: json.loads(v) for k, v in props.items()}
-            name, classes = str(meta.pop(NAME_KEY)), tuple(map(str, meta.pop(CLASSES_KEY)))
-            meta.pop(FORMAT_KEY)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"{path} is not a faceid attribute head (metadata {exc!r}); "
-                "re-run `faceid train-attributes`"
-            ) from exc
+        name, classes, meta = read_stamp(session, path)
         return cls(name, classes, model, meta, device, session)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -177,12 +209,8 @@ class Head:
 
     def save(self, path: Path) -> Path:
         """Write the graph with the current :attr:`meta` stamped into its metadata."""
-        import onnx
-
-        model = onnx.load_from_string(self.model)
-        _stamp(model, self.name, self.classes, self.meta)
-        self.model = model.SerializeToString()
-        _atomic_write(path, self.model)
+        self.model = stamp(self.model, self.name, self.classes, self.meta)
+        atomic_write(path, self.model)
         return path
 
 
@@ -204,7 +232,7 @@ def _check_graph(session: Any, n_classes: int, name: str) -> int:
     return dim
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)

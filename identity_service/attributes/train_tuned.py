@@ -25,6 +25,7 @@ from .tuned import (
     TunedRecipe,
     train_tuned,
 )
+from .tuned_features import features_path
 
 CLASSES = {
     "gender": GENDERS,
@@ -133,21 +134,31 @@ def save_tuned(
     seed: int,
     settings,
 ) -> dict[str, Path]:
-    paths = {}
+    """The features model and one head per action, all stamped with their provenance. Tuned
+    heads of other actions belonged to the features model this replaces, and are removed."""
+    meta = {"seed": seed, "recipe": recipe.describe()}
+    features, heads = network.export({a: CLASSES[a] for a in actions}, meta)
+    licence = "dlib ResNet CC0; tuned on UTKFace (non-commercial research only)"
+    features.meta.update(
+        {
+            "embedder": data.embedder,
+            "trained_by": "faceid train-attributes",
+            "data": data.describe(),
+            "licence": licence + "; LFW gender labels (research)",
+        }
+    )
+    paths = {"tuned-features": features.save(features_path(settings))}
     for action in actions:
-        head = network.head(action, CLASSES[action], {"seed": seed, "recipe": recipe.describe()})
-        licence = "dlib ResNet CC0; tuned on UTKFace (non-commercial research only)" + (
-            "; LFW gender labels (research)" if action == "gender" else ""
-        )
         paths[f"{action}-tuned"] = save_head(
             f"{action}-tuned",
-            head,
+            heads[action],
             data.embedder,
             data.describe(),
-            licence,
+            licence + ("; LFW gender labels (research)" if action == "gender" else ""),
             metrics.get(action),
             settings,
         )
+    remove_tuned([a for a in TUNED_ACTIONS if a not in actions], settings)
     return paths
 
 
@@ -156,3 +167,5 @@ def remove_tuned(actions: list[str], settings) -> None:
     for action in actions:
         path = heads_dir(settings) / HEAD_FILES[f"{action}-tuned"]
         path.unlink(missing_ok=True)
+    if not any((heads_dir(settings) / HEAD_FILES[f"{a}-tuned"]).is_file() for a in TUNED_ACTIONS):
+        features_path(settings).unlink(missing_ok=True)

