@@ -17,7 +17,8 @@ class Settings(BaseSettings):
 
     # Where labelled data and model files live; never copied into the project.
     shared_dir: Path = Field(default=_PROJECT_ROOT.parent / "shared")
-    # The model cache. Empty means ``<shared_dir>/models``, the cache this world provides.
+    # The model folder, read first; downloads go here when it is set. Empty means
+    # ``<shared_dir>/models``, only read (downloads then go to ``<data_dir>/cache/models``).
     model_dir: Path | None = None
     # Where faceid keeps its own state (SQLite file, index snapshots, embedding caches).
     data_dir: Path = Field(default=Path.home() / ".faceid")

@@ -28,8 +28,7 @@ from .heads import (
     load_head,
     probabilities_from_features,
 )
-from .tuned_features import FEATURES_FILE, TunedFeatures, load_features
-from .tuned_features import READS as TUNED_READS
+from .tuned_features import FEATURES_FILE, FEATURES_READS, TunedFeatures, load_features
 
 if TYPE_CHECKING:
     from ..pipeline import ExtractedFace, FacePipeline
@@ -104,6 +103,7 @@ class AttributeModels:
         self.heads: dict[str, Head] = {}
         self.features: TunedFeatures | None = None
         self.emotion = None
+        self._warned = False  # about tuned heads without their features model
 
     def answerers(self, action: str) -> list[Head]:
         """What answers ``action`` (age, gender or race), their answers averaged: the tuned
@@ -122,21 +122,21 @@ class AttributeModels:
     def tuned(self, action: str) -> Head | None:
         """The tuned network's output layer for ``action``; None where it is not trained."""
         name = f"{action}-tuned"
+        if not (heads_dir(self.pipeline.settings) / HEAD_FILES[name]).is_file():
+            return None  # not trained: the embedding head answers
         try:
             features = self.tuned_features()
         except ModelFileMissingError:
-            if (heads_dir(self.pipeline.settings) / HEAD_FILES[name]).is_file():
+            if not self._warned:
                 log.warning(
-                    "%s is from an older faceid, without %s; the embedding head answers "
-                    "until `faceid train-attributes` is run again",
-                    HEAD_FILES[name],
+                    "tuned heads without %s (from an older faceid, or the file was removed) "
+                    "are not used; the embedding heads answer until `faceid train-attributes` "
+                    "is run again",
                     FEATURES_FILE,
                 )
-            return None  # not trained: the embedding head answers
-        try:
-            head = self._load(name)
-        except ModelFileMissingError:
+                self._warned = True
             return None
+        head = self._load(name)
         if head.meta.get("features_id") != features.id:
             raise ModelMismatchError(
                 f"the {name} head was not exported with the tuned network in "
@@ -317,15 +317,15 @@ def _face_probabilities(
         return {}
     heads = [h for m in members.values() for h in m]
     vectors = features = None
-    if any(h.meta.get("reads") != TUNED_READS for h in heads):
+    if any(h.meta.get("reads") != FEATURES_READS for h in heads):
         embedded = models.pipeline._embed_extracted(faces)
         vectors = np.stack([f.embedding for row in embedded for f in row])
-    if any(h.meta.get("reads") == TUNED_READS for h in heads):
+    if any(h.meta.get("reads") == FEATURES_READS for h in heads):
         chips = np.stack([f.crop for row in faces for f in row])
         features = models.tuned_features().of(chips)
 
     def answer(head: Head) -> np.ndarray:
-        if head.meta.get("reads") == TUNED_READS:
+        if head.meta.get("reads") == FEATURES_READS:
             return probabilities_from_features(head, features)
         return head.probabilities(vectors).astype(np.float64)
 

@@ -1,11 +1,12 @@
-"""Small MLP heads: trained with torch (:mod:`.fit`), run as ONNX.
+"""Small heads: trained with torch (:mod:`.fit`, :mod:`.tuned`), run as ONNX.
 
 The age, gender and race heads read the pipeline's face embeddings; the emotion head reads the
-FER model's features (:mod:`.emotion`). A head is one hidden layer (ReLU) and a softmax over its
-classes. The age head has 101 classes
-(0..100 years) and reports the expectation as the age. Each head is one ONNX file in the model
-cache, ``faceid-attr-<action>.onnx``, written by ``faceid train-attributes``: the graph
-``embeddings (n, dim) float32 -> probabilities (n, classes)`` (Gemm, Relu, Gemm, Softmax), with
+FER model's features (:mod:`.emotion`); the tuned heads read the tuned network's features
+(:mod:`.tuned_features`). A head is one hidden layer (ReLU) and a softmax over its classes, or,
+for the tuned heads, an output layer and a softmax. The age heads have 101 classes (0..100
+years) and report the expectation as the age. Each head is one ONNX file in the model cache,
+``faceid-attr-<name>.onnx``, written by ``faceid train-attributes``: the graph
+``embeddings (n, dim) float32 -> probabilities (n, classes)`` (Gemm, [Relu, Gemm,] Softmax), with
 its name, classes and provenance (data, seed, metrics, embedder, licence) in the model's
 ``metadata_props``. Loading needs onnxruntime only, on CPU or CUDA as the ``device`` setting
 says. Heads from before ONNX (``.npz``) are converted once, on first load. Nothing trained is
@@ -35,7 +36,7 @@ HEAD_FILES = {
     "race": "faceid-attr-race.onnx",
     "emotion": "faceid-attr-emotion.onnx",  # on FER-model features, not face embeddings
     "emotion-cnn": "faceid-attr-emotion-cnn.onnx",  # on the 48x48 grey face (emotion_cnn.py)
-    # dlib's ResNet with its last stages fine-tuned, on the dlib chip (tuned.py)
+    # output layers on the features of dlib's ResNet with its last stages fine-tuned (tuned.py)
     "age-tuned": "faceid-attr-age-tuned.onnx",
     "gender-tuned": "faceid-attr-gender-tuned.onnx",
     "race-tuned": "faceid-attr-race-tuned.onnx",
@@ -201,7 +202,8 @@ class Head:
         return cls(name, classes, model, meta, device, session)
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """``(N, dim)`` embeddings -> ``(N, classes)`` probabilities (rows sum to 1)."""
+        """``(N, dim)`` inputs (embeddings or features) -> ``(N, classes)`` probabilities (rows
+        sum to 1)."""
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, self.dim)
         if not len(x):
             return np.zeros((0, len(self.classes)), np.float32)

@@ -45,7 +45,7 @@ def load_dlib_resnet(settings):
 
 
 def tuned_available(pipeline) -> bool:
-    """The tuned heads read dlib chips: only a dlib-ResNet pipeline cuts them."""
+    """The tuned network reads dlib chips: only a dlib-ResNet pipeline cuts them."""
     return pipeline.embedder.name.startswith("dlib-resnet-v1")
 
 
@@ -135,7 +135,8 @@ def save_tuned(
     settings,
 ) -> dict[str, Path]:
     """The features model and one head per action, all stamped with their provenance. Tuned
-    heads of other actions belonged to the features model this replaces, and are removed."""
+    heads of other actions read the features model this replaces: the caller removes them
+    (:func:`remove_tuned`)."""
     meta = {"seed": seed, "recipe": recipe.describe()}
     features, heads = network.export({a: CLASSES[a] for a in actions}, meta)
     licence = "dlib ResNet CC0; tuned on UTKFace (non-commercial research only)"
@@ -158,14 +159,22 @@ def save_tuned(
             metrics.get(action),
             settings,
         )
-    remove_tuned([a for a in TUNED_ACTIONS if a not in actions], settings)
     return paths
 
 
-def remove_tuned(actions: list[str], settings) -> None:
-    """Retraining without the tuned network must not leave an older one paired with new heads."""
+def remove_tuned(actions: list[str], settings) -> list[str]:
+    """Retraining without the tuned network must not leave an older one paired with new heads.
+    Returns the files removed; the features model goes with the last tuned head."""
+    folder = heads_dir(settings)
+    removed = []
     for action in actions:
-        path = heads_dir(settings) / HEAD_FILES[f"{action}-tuned"]
-        path.unlink(missing_ok=True)
-    if not any((heads_dir(settings) / HEAD_FILES[f"{a}-tuned"]).is_file() for a in TUNED_ACTIONS):
-        features_path(settings).unlink(missing_ok=True)
+        path = folder / HEAD_FILES[f"{action}-tuned"]
+        if path.is_file():
+            path.unlink()
+            removed.append(path.name)
+    features = features_path(settings)
+    left = [a for a in TUNED_ACTIONS if (folder / HEAD_FILES[f"{a}-tuned"]).is_file()]
+    if not left and features.is_file():
+        features.unlink()
+        removed.append(features.name)
+    return removed

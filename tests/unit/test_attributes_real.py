@@ -23,7 +23,7 @@ from identity_service.attributes.data import (
 )
 from identity_service.attributes.emotion import EmotionModel
 from identity_service.attributes.emotion_cnn import CnnRecipe
-from identity_service.attributes.heads import AGE_BINS
+from identity_service.attributes.heads import AGE_BINS, probabilities_from_features
 from identity_service.attributes.train import (
     AttributeData,
     evaluate_heads,
@@ -46,7 +46,7 @@ from identity_service.attributes.train_tuned import (
     train_tuned_network,
 )
 from identity_service.attributes.tuned import TUNED_ACTIONS, TunedNetwork, TunedRecipe
-from identity_service.attributes.tuned_features import FEATURES_FILE, chip_probabilities
+from identity_service.attributes.tuned_features import FEATURES_FILE
 from identity_service.config import get_settings
 from identity_service.errors import NoFaceError
 from identity_service.models import MODELS
@@ -233,10 +233,10 @@ def test_trained_tuned_network_is_what_analyze_uses(trained_pipeline, lfw_image)
     features = models.tuned_features()
     assert features.meta["embedder"] == trained_pipeline.model
     assert features.meta["features_id"] == models.tuned("race").meta["features_id"]
-    p = chip_probabilities(features, models.tuned("race"), chip[None])[0]
+    p = probabilities_from_features(models.tuned("race"), features.of(chip[None]))[0]
     assert face.race.scores == pytest.approx(dict(zip(RACES, p, strict=True)), abs=1e-6)
     (embedded,) = trained_pipeline.represent(image, max_faces=1)
-    p = chip_probabilities(features, models.tuned("gender"), chip[None])[0]
+    p = probabilities_from_features(models.tuned("gender"), features.of(chip[None]))[0]
     p = (p + models.head("gender").probabilities(embedded.embedding[None])[0]) / 2
     assert face.gender.scores == pytest.approx(dict(zip(GENDERS, p, strict=True)), abs=1e-6)
 

