@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
 
+    @property
+    def model_cache_dir(self) -> Path:
+        """faceid's own model files: downloads, conversions, trained heads."""
+        return self.cache_dir / "models"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -58,7 +58,7 @@ NAME_KEY, CLASSES_KEY, FORMAT_KEY = "name", "classes", "faceid_head_format"
 
 def heads_dir(settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
-    return settings.cache_dir / "models"
+    return settings.model_cache_dir
 
 
 @dataclass

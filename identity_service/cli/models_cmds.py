@@ -32,6 +32,11 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
                     "looked": looked,
                     "sha256": file.sha256,
                     "url": file.url,
+                    "archive": (
+                        {"url": file.archive.url, "sha256": file.archive.sha256}
+                        if file.archive
+                        else None
+                    ),
                     "licence": spec.licence,
                     "description": spec.description,
                 }
@@ -42,7 +47,7 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
     if json_out:
         print_json(rows + [_adapter_row(a, settings) for a in adapters])
         return
-    folders = f"folder: {settings.resolved_model_dir}; cache: {settings.cache_dir / 'models'}"
+    folders = f"folder: {settings.resolved_model_dir}; cache: {settings.model_cache_dir}"
     table = Table(title=f"models ({folders})")
     for col in ("model", "kind", "file", "where", "licence"):
         table.add_column(col, overflow="fold")

@@ -64,7 +64,7 @@ class DlibResNetOnnxEmbedder(DlibResNetEmbedder):
         # What DlibResNetEmbedder.crop uses; dlib's own network is not loaded.
         self._sp5 = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
         self._lock = threading.Lock()
-        self.onnx_path = ensure_onnx(files[DAT_FILENAME], settings.cache_dir / "models")
+        self.onnx_path = ensure_onnx(files[DAT_FILENAME], settings.model_cache_dir)
         self.threads = threads or max(1, _cpu_count() // max(1, settings.workers))
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads

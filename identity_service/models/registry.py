@@ -46,7 +46,7 @@ def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | No
     if in_folder.is_file():
         return in_folder, looked
     # Files faceid derives or trains itself (ONNX conversions, attribute heads) live here.
-    derived = settings.cache_dir / "models" / file.filename
+    derived = settings.model_cache_dir / file.filename
     looked.append(str(derived))
     if derived.is_file():
         return derived, looked
@@ -64,7 +64,7 @@ def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | No
 
 def _download_dir(settings: Settings) -> Path:
     """``FACEID_MODEL_DIR`` when set; else faceid's own cache, never the shared folder."""
-    return settings.model_dir if settings.model_dir is not None else settings.cache_dir / "models"
+    return settings.model_dir if settings.model_dir is not None else settings.model_cache_dir
 
 
 _verified: dict[Path, str] = {}
