@@ -3,6 +3,8 @@ the installed embedding adapters (``faceid learn install``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -43,6 +45,8 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
             )
             if spec.name in heads:  # trained here: its data, seed and held-out metrics
                 rows[-1]["trained"] = heads[spec.name].to_dict()
+            elif found and spec.name == "faceid-attr-tuned-features":
+                rows[-1]["trained"] = _features_provenance(found)
     adapters = list_installed(settings)
     if json_out:
         print_json(rows + [_adapter_row(a, settings) for a in adapters])
@@ -57,6 +61,16 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
     console.print(table)
     if adapters:
         console.print(_adapter_table(adapters, settings))
+
+
+def _features_provenance(path: Path) -> dict[str, object]:
+    from ..attributes.tuned_features import TunedFeatures
+    from ..errors import ModelError
+
+    try:
+        return {"file": str(path), "provenance": TunedFeatures.load(path).meta}
+    except ModelError as exc:
+        return {"file": str(path), "error": str(exc)}
 
 
 def _adapter_row(adapter: InstalledAdapter, settings: Settings) -> dict:

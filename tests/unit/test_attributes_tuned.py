@@ -174,3 +174,13 @@ def test_an_older_tuned_head_without_the_network_is_not_used(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert models_for(pipeline).tuned("gender") is None
     assert "train-attributes" in caplog.text
+
+
+def test_faceid_models_shows_the_tuned_network_provenance(tmp_path):
+    from identity_service.cli.models_cmds import _features_provenance
+
+    path = _tiny_features("dlib-resnet-v1-tta8@1").save(tmp_path / FEATURES_FILE)
+    shown = _features_provenance(path)
+    assert shown["provenance"] == {"embedder": "dlib-resnet-v1-tta8@1", "features_id": "a1"}
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    assert "cannot load" in _features_provenance(tmp_path / "bad.onnx")["error"]
