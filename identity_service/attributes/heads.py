@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from ..config import Settings, get_settings
 from ..errors import ModelError, ModelFileMissingError
+from ..files import write_bytes_atomically
 from .runtime import ort_session
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class Head:
     def save(self, path: Path) -> Path:
         """Write the graph with the current :attr:`meta` stamped into its metadata."""
         self.model = stamp(self.model, self.name, self.classes, self.meta)
-        atomic_write(path, self.model)
+        write_bytes_atomically(path, self.model)
         return path
 
 
@@ -232,13 +232,6 @@ def _check_graph(session: Any, n_classes: int, name: str) -> int:
             f"its {n_classes} classes"
         )
     return dim
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def convert_legacy_head(npz_path: Path, onnx_path: Path) -> Path:

@@ -16,7 +16,8 @@ import numpy as np
 from ..config import Settings, get_settings
 from ..embed.dlib_format import CHIP_SIZE, DlibResNet
 from ..errors import ModelError, ModelFileMissingError
-from .heads import INPUT_NAME, IR_VERSION, OPSET, atomic_write, heads_dir, read_stamp, stamp
+from ..files import write_bytes_atomically
+from .heads import INPUT_NAME, IR_VERSION, OPSET, heads_dir, read_stamp, stamp
 from .runtime import ort_session
 
 FEATURES_FILE = "faceid-attr-tuned-features.onnx"
@@ -64,7 +65,7 @@ class TunedFeatures:
 
     def save(self, path: Path) -> Path:
         self.model = stamp(self.model, FEATURES_NAME, (), self.meta)
-        atomic_write(path, self.model)
+        write_bytes_atomically(path, self.model)
         return path
 
     def of(self, chips: np.ndarray) -> np.ndarray:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+from ..files import write_bytes_atomically
 from .dlib_format import CHIP_SIZE, DlibResNet, _Layer, parse_dlib_resnet
 
 DAT_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
@@ -183,25 +183,8 @@ def convert_dlib_resnet(
     except OSError as exc:
         raise ModelError(f"cannot read {dat_path}: {exc}", path=str(dat_path)) from exc
     model = build_onnx(parse_dlib_resnet(data, str(dat_path)))
-    _atomic_write(onnx_path, model.SerializeToString())
+    write_bytes_atomically(onnx_path, model.SerializeToString())
     return onnx_path
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; give it a normal file's mode
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -241,5 +224,5 @@ def ensure_onnx(dat_path: Path, cache_dir: Path) -> Path:
         "converter": CONVERTER_VERSION,
         "opset": OPSET,
     }
-    _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    write_bytes_atomically(meta_path, json.dumps(meta, indent=2).encode())
     return onnx_path

@@ -14,6 +14,7 @@ from typing import BinaryIO
 import httpx
 
 from ..errors import ChecksumMismatchError, ModelFileMissingError
+from ..files import write_atomically
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
@@ -27,14 +28,9 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 def _write_checked(
     target: Path, sha256: str | None, what: str, url: str, write: Callable[[BinaryIO], None]
 ) -> Path:
-    """``write`` into a temporary file beside ``target``, renamed to it only if its sha256 is
-    ``sha256``; nothing is left behind otherwise."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
+    """``write`` ``target`` whole, kept only if its sha256 is ``sha256``."""
+
+    def check(tmp: Path) -> None:
         actual = sha256_of(tmp)
         if sha256 is not None and actual != sha256:
             raise ChecksumMismatchError(
@@ -43,11 +39,8 @@ def _write_checked(
                 expected=sha256,
                 actual=actual,
             )
-        tmp.chmod(0o644)  # mkstemp makes it owner-only; workers may run as another user
-        tmp.replace(target)
-        return target
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    return write_atomically(target, write, check)
 
 
 def download(url: str, target: Path, sha256: str | None, timeout: float = 30.0) -> Path:
