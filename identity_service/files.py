@@ -6,7 +6,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import numpy as np
 
 
 def write_atomically(
@@ -38,3 +40,8 @@ def write_atomically(
 
 def write_bytes_atomically(path: Path, data: bytes) -> Path:
     return write_atomically(path, lambda fh: fh.write(data))
+
+
+def save_npz_atomically(path: Path, **arrays: Any) -> Path:
+    """``np.savez`` of ``arrays`` to ``path``, written whole or not at all."""
+    return write_atomically(path, lambda fh: np.savez(fh, **arrays))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..embed.dlib_format import CHIP_SIZE
 from ..errors import FaceIDError
+from ..files import save_npz_atomically
 from .chunk_pool import map_chunks
 
 if TYPE_CHECKING:
@@ -59,15 +60,12 @@ def _load(path: Path) -> dict[str, tuple[np.ndarray, str]]:
 
 def _save(path: Path, table: dict[str, tuple[np.ndarray, str]]) -> None:
     keys = sorted(table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(
-        tmp,
+    save_npz_atomically(
+        path,
         keys=np.array(keys),
         acts=np.stack([table[k][0] for k in keys]),
         how=np.array([table[k][1] for k in keys]),
     )
-    tmp.replace(path)
 
 
 def frozen_activations(

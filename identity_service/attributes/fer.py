@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import FaceIDError
+from ..files import save_npz_atomically
 from .chunk_pool import map_chunks
 from .data import EMOTIONS, FER_FOLDERS
 from .emotion import FEATURE_DIM, EmotionModel
@@ -87,16 +88,13 @@ def _load(path: Path) -> dict[str, Row]:
 
 def _save(path: Path, table: dict[str, Row]) -> None:
     keys = sorted(table)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(
-        tmp,
+    save_npz_atomically(
+        path,
         paths=np.array(keys),
         features=np.stack([table[k][0] for k in keys]).astype(np.float32),
         faces=np.stack([table[k][1] for k in keys]).astype(np.uint8),
         how=np.array([table[k][2] for k in keys]),
     )
-    tmp.replace(path)
 
 
 def fer_features(

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import save_npz_atomically
+
 
 @dataclass
 class CachedEmbedding:
@@ -39,11 +41,9 @@ class EmbeddingCache:
         return cache_dir / f"{name}-{digest}.npz"
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = sorted(self.items)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
+        save_npz_atomically(
+            self.path,
             paths=np.array(keys),
             embeddings=np.stack([self.items[k].embedding for k in keys])
             if keys
@@ -51,4 +51,3 @@ class EmbeddingCache:
             how=np.array([self.items[k].how for k in keys]),
             n_faces=np.array([self.items[k].n_faces for k in keys], dtype=np.int32),
         )
-        tmp.replace(self.path)

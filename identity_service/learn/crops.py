@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DatasetError
+from ..files import save_npz_atomically
 from .data import EmbeddingSet
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -137,15 +138,12 @@ def load_crops(
         min_images=min_images,
     )
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
+        save_npz_atomically(
+            cache,
             key=key,
             crops=data.features,
             labels=data.labels,
             names=np.asarray(data.names),
             skipped=data.skipped,
         )
-        tmp.replace(cache)
     return data
