@@ -122,6 +122,8 @@ class AttributeModels:
     def tuned(self, action: str) -> Head | None:
         """The tuned network's output layer for ``action``; None where it is not trained."""
         name = f"{action}-tuned"
+        if name in self.heads:
+            return self.heads[name]  # checked against the features model when loaded
         if not (heads_dir(self.pipeline.settings) / HEAD_FILES[name]).is_file():
             return None  # not trained: the embedding head answers
         try:
@@ -138,6 +140,7 @@ class AttributeModels:
             return None
         head = self._load(name)
         if head.meta.get("features_id") != features.id:
+            del self.heads[name]  # so that asking again fails again
             raise ModelMismatchError(
                 f"the {name} head was not exported with the tuned network in "
                 f"{FEATURES_FILE}; re-run `faceid train-attributes`",
