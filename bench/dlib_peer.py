@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from identity_service import FacePipeline
 from identity_service.align import dlib_chip
-from identity_service.attributes.analyze import _upscaled, whole_image_detection
+from identity_service.attributes.analyze import upscaled, whole_image_detection
 from identity_service.attributes.heads import AGE_BINS
 from identity_service.imaging import load_image
 from identity_service.models import get_model, resolve_file
@@ -44,7 +44,7 @@ class DlibPeer:
     @staticmethod
     def face(pipeline: FacePipeline, path: Path) -> PeerFace:
         """The face ``analyze`` reads (the centre-most, else the whole image), as chips."""
-        array = _upscaled(load_image(path))
+        array = upscaled(load_image(path))
         faces = pipeline.extract_faces(array, 1)
         det = faces[0].detection if faces else whole_image_detection(*array.shape[1::-1])
         crop = faces[0].crop if faces else pipeline.embedder.crop(array, det)

@@ -190,7 +190,7 @@ def models_for(pipeline: FacePipeline) -> AttributeModels:
     return models
 
 
-def _upscaled(array: np.ndarray) -> np.ndarray:
+def upscaled(array: np.ndarray) -> np.ndarray:
     side = min(array.shape[:2])
     if side >= MIN_SIDE:
         return array
@@ -203,7 +203,7 @@ def emotion_face(pipeline: FacePipeline, image: ImageInput) -> tuple[np.ndarray,
     the face :func:`analyze_images` reads emotion from with ``on_no_face="whole-image"``."""
     from ..detect import order_faces
 
-    array = _upscaled(load_image(image))
+    array = upscaled(load_image(image))
     found = order_faces(pipeline.detector.detect(array), array.shape)[:1]
     if found:
         return array, found[0], "detected"
@@ -245,7 +245,7 @@ def analyze_images(
     sources: list[str] = []
     for image in images:
         try:
-            array = _upscaled(load_image(image))
+            array = upscaled(load_image(image))
             faces = pipeline.extract_faces(array, max_faces)
             source = "detected"
             if not faces:
