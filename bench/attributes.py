@@ -22,6 +22,7 @@ import argparse
 import json
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,22 @@ def face_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict
     metrics = metrics_of({a: (p[0], p[1]) for a, p in probs.items()}, data)
     models = models_for(pipeline)
     answered_by = {a: "+".join(h.name for h in models.answerers(a)) for a in actions}
+    lfw_people = [p.parent.name for p in sides[1]]
+    wrong = probs["gender"][1].argmax(1) != data.lfw_gender[data.lfw_test]
+    metrics["gender"]["lfw_errors_by_person"] = errors_by_person(lfw_people, wrong)
     return {"answered_by": answered_by, "whole_image_fallback": fallback, **metrics}
+
+
+def errors_by_person(people: list[str], wrong: np.ndarray, top: int = 5) -> dict[str, object]:
+    """How concentrated the LFW gender errors are: the people with most wrong images."""
+    errors = Counter(p for p, w in zip(people, wrong, strict=True) if w)
+    images = Counter(people)
+    return {
+        "people_with_errors": len(errors),
+        "most": [
+            {"person": p, "wrong": n, "images": images[p]} for p, n in errors.most_common(top)
+        ],
+    }
 
 
 def dlib_peer_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) -> dict[str, object]:
@@ -131,6 +147,9 @@ def dlib_peer_eval(pipeline: FacePipeline, data: AttributeData, shared: Path) ->
         probs[folder] = {"gender": peer.gender(chips["gender"]), "age": peer.age(chips["age"])}
     sides = (probs["utkface"], probs["lfw/images"])
     metrics = metrics_of({t: (sides[0][t], sides[1][t]) for t in MODELS}, data)
+    lfw_people = [f.split("/")[0] for f, t in zip(data.lfw_files, data.lfw_test, strict=True) if t]
+    wrong = sides[1]["gender"].argmax(1) != data.lfw_gender[data.lfw_test]
+    metrics["gender"]["lfw_errors_by_person"] = errors_by_person(lfw_people, wrong)
     return {"models": peer.models, **metrics}
 
 
@@ -141,8 +160,13 @@ def compare(mine: dict, peer: dict, peer_name: str, race: bool) -> None:
         *([("race UTKFace", "race", "utkface")] if race else []),
     ]
     for label, action, side in rows:
-        a, b = mine[action][side]["accuracy"], peer[action][side]["accuracy"]
-        print(f"{label}: {a:.4f} vs {peer_name} {b:.4f} (ratio {a / b:.3f})")
+        a, b = mine[action][side], peer[action][side]
+        ratio = a["accuracy"] / b["accuracy"]
+        print(
+            f"{label}: {a['accuracy']:.4f} (95% CI {a['ci95'][0]:.4f}-{a['ci95'][1]:.4f}) vs "
+            f"{peer_name} {b['accuracy']:.4f} ({b['ci95'][0]:.4f}-{b['ci95'][1]:.4f}; "
+            f"ratio {ratio:.3f})"
+        )
     a, b = mine["age"]["utkface_mae"], peer["age"]["utkface_mae"]
     print(f"age MAE: {a:.2f} vs {peer_name} {b:.2f} (ratio {a / b:.3f})")
 

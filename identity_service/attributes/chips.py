@@ -96,6 +96,14 @@ def frozen_activations(
     return FrozenRows(np.stack([a for a, _ in rows]), [h for _, h in rows])
 
 
+def face_chips(pipeline: FacePipeline, paths: list[Path]) -> np.ndarray:
+    """``(N, 150, 150, 3)``: each image's chip, cut as :func:`frozen_activations` cuts it
+    (not cached; for comparing where the network is cut)."""
+    chunks = [paths[s : s + CHUNK] for s in range(0, len(paths), CHUNK)]
+    rows = [chip for part in map_chunks(pipeline, chunks, _chips_of) for chip, _ in part]
+    return np.stack(rows) if rows else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+
+
 def _chips_of(pipeline: FacePipeline, _state: None, chunk: list[Path]) -> list[Chip]:
     from ..eval.lfw import assumed_centre_detection
     from ..imaging import load_image

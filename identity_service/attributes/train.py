@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.metrics import accuracy_interval
 from .data import (
     GENDERS,
     RACES,
@@ -158,8 +159,16 @@ def train_heads(
     return heads
 
 
-def accuracy_of(pred: np.ndarray, y: np.ndarray) -> dict[str, object]:
-    return {"accuracy": float((pred == y).mean()) if len(y) else float("nan"), "n": len(y)}
+def accuracy_of(
+    pred: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None
+) -> dict[str, object]:
+    """Accuracy with its 95 % bootstrap interval, resampling ``groups`` (people) when given."""
+    correct = pred == y
+    return {
+        "accuracy": float(correct.mean()) if len(y) else float("nan"),
+        "ci95": [round(v, 4) for v in accuracy_interval(correct, groups)],
+        "n": len(y),
+    }
 
 
 def evaluate_heads(heads: dict[str, Head], data: AttributeData) -> dict[str, object]:
@@ -181,8 +190,9 @@ def metrics_of(
     if "gender" in probs:
         pu, pl = (p.argmax(1) for p in probs["gender"])
         yu, age = data.utk_gender[te_u], data.utk_age[te_u]
+        people = np.array([person_of(f) for f, t in zip(data.lfw_files, te_l, strict=True) if t])
         out["gender"] = {
-            "lfw_people_disjoint": accuracy_of(pl, data.lfw_gender[te_l]),
+            "lfw_people_disjoint": accuracy_of(pl, data.lfw_gender[te_l], people),
             "utkface_all": accuracy_of(pu, yu),
             "utkface_adults_18plus": accuracy_of(pu[age >= 18], yu[age >= 18]),
             "utkface_under_10": accuracy_of(pu[age < 10], yu[age < 10]),

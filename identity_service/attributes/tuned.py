@@ -7,6 +7,10 @@ training image (the chip and its mirror) and cached; the 256-channel stages, ini
 dlib, are trained together with one linear layer per attribute on the pooled 256-d features.
 Age (label-distribution targets, as the age head) is trained alongside as a third task.
 
+Cutting lower (the 128- or 64-channel stages up trained too, ``TunedRecipe.cut_channels``)
+was compared on the validation split (``bench/attributes_cut_validation.py``) and did not do
+better, at 1.9x and 3.3x the training time.
+
 The recipe is the standard one for fine-tuning a pretrained network, fixed before any
 measurement: AdamW, the pretrained layers at 1e-4 and the new layers at 10x, one-cycle
 schedule, weight decay 0.05, label smoothing 0.1, dropout 0.2 on the features, mirror images
@@ -30,7 +34,7 @@ from ..embed.dlib_format import DlibResNet
 from .heads import AGE_BINS, Head, LinearWeights
 from .tuned_features import CHIP_READS, FEATURES_READS, TunedFeatures, features_graph
 
-CUT_CHANNELS = 256  # the stages from the first 256-channel block up are trained
+FEATURE_CHANNELS = 256  # dlib's last stage: the pooled features the output layers read
 TUNED_ACTIONS = ("gender", "race", "age")
 # Where analyze averages the tuned network with the embedding head instead of answering with it
 # alone, chosen on a validation split of the training side (bench/attributes_validation.py):
@@ -53,6 +57,7 @@ class TunedRecipe:
     age_sigma: float = 2.5
     warmup: float = 0.1  # share of the steps the one-cycle rate rises
     bf16: bool = True  # bfloat16 autocast where the CPU has native bf16
+    cut_channels: int = 256  # the stages from the first block with this many channels are trained
 
     def describe(self) -> dict[str, object]:
         return asdict(self)
@@ -80,19 +85,21 @@ def _torch():
 class TunedNetwork:
     """dlib's network with the tuned stages and the attribute layers; torch."""
 
-    def __init__(self, net: DlibResNet, dropout: float = 0.0) -> None:
+    def __init__(
+        self, net: DlibResNet, dropout: float = 0.0, cut_channels: int = TunedRecipe.cut_channels
+    ) -> None:
         torch = _torch()
         from ..embed.dlib_torch import DlibTorchNet
 
         self.source = net
         self.dlib = DlibTorchNet(net)
-        self.cut = self.dlib.stage_start(CUT_CHANNELS)
+        self.cut = self.dlib.stage_start(cut_channels)
         self.pooled = self.dlib.pooled
         self.outputs = torch.nn.ModuleDict(
             {
-                "gender": torch.nn.Linear(CUT_CHANNELS, 2),
-                "race": torch.nn.Linear(CUT_CHANNELS, 5),
-                "age": torch.nn.Linear(CUT_CHANNELS, AGE_BINS),
+                "gender": torch.nn.Linear(FEATURE_CHANNELS, 2),
+                "race": torch.nn.Linear(FEATURE_CHANNELS, 5),
+                "age": torch.nn.Linear(FEATURE_CHANNELS, AGE_BINS),
             }
         )
         self.dropout = torch.nn.Dropout(dropout)
@@ -151,7 +158,7 @@ class TunedNetwork:
     ) -> tuple[TunedFeatures, dict[str, Head]]:
         """The network up to its pooled features as one graph, and one head (its output layer)
         per action in ``classes``; both carry the export's ``features_id``."""
-        eye = np.eye(CUT_CHANNELS, dtype=np.float32)  # projection: the features themselves
+        eye = np.eye(FEATURE_CHANNELS, dtype=np.float32)  # projection: the features themselves
         graph = features_graph(self.dlib.to_dlib(self.source, eye))
         features_id = hashlib.sha256(graph).hexdigest()[:16]
         features = TunedFeatures(graph, {**meta, "reads": CHIP_READS, "features_id": features_id})
@@ -183,7 +190,7 @@ def train_tuned(
     recipe = recipe or TunedRecipe()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = TunedNetwork(net, recipe.dropout)
+    model = TunedNetwork(net, recipe.dropout, recipe.cut_channels)
     x = torch.as_tensor(np.ascontiguousarray(acts))
     gender, race, age = (
         torch.as_tensor(np.asarray(v, np.int64)) for v in (labels.gender, labels.race, labels.age)

@@ -77,3 +77,29 @@ def tar_at_far(distances: np.ndarray, same: np.ndarray, far_target: float) -> Op
         n_impostor=len(impostor),
         n_genuine=len(genuine),
     )
+
+
+def accuracy_interval(
+    correct: np.ndarray,
+    groups: np.ndarray | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the share of ``correct``. With ``groups`` (an LFW
+    person, say) whole groups are resampled: one person's images are right or wrong together, so
+    resampling single images would understate the spread."""
+    correct = np.asarray(correct, bool)
+    if correct.size == 0:
+        return (float("nan"), float("nan"))
+    if groups is None:
+        groups = np.arange(correct.size)
+    _, index = np.unique(np.asarray(groups), return_inverse=True)
+    hits = np.bincount(index, weights=correct.astype(np.float64))
+    sizes = np.bincount(index).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(sizes), np.full(len(sizes), 1.0 / len(sizes)), n_boot)
+    shares = (counts @ hits) / (counts @ sizes)
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(shares, [tail, 100 - tail])
+    return (float(lo), float(hi))

@@ -11,6 +11,7 @@ import torch
 from identity_service import FacePipeline
 from identity_service.attributes import HEAD_FILES, train_head
 from identity_service.attributes.analyze import models_for
+from identity_service.attributes.chips import face_chips
 from identity_service.attributes.data import GENDERS, RACES
 from identity_service.attributes.heads import heads_dir, probabilities_from_features
 from identity_service.attributes.train_tuned import load_dlib_resnet, remove_tuned, tuned_available
@@ -23,6 +24,7 @@ from identity_service.attributes.tuned_features import (
 )
 from identity_service.config import get_settings
 from identity_service.errors import ModelMismatchError
+from identity_service.imaging import load_image
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,36 @@ def test_training_learns_and_leaves_unlabelled_outputs_alone(net):
             trained.outputs[action].weight, fresh.outputs[action].weight, rtol=0, atol=0
         )
     assert not torch.equal(trained.outputs["gender"].weight, fresh.outputs["gender"].weight)
+
+
+def test_a_lower_cut_trains_and_exports_the_stages_from_it(net):
+    network = TunedNetwork(net, cut_channels=128)
+    assert network.cut < TunedNetwork(net).cut
+    chips, _ = _chips(3, seed=4)
+    acts = network.frozen(chips)
+    assert acts.shape == (3, 2, 64, 17, 17)
+    trained = {id(p) for p in network.parameters(pretrained=True)}
+    first = network.dlib.conv_indices(network.cut)[0]  # the 128-channel stage's first conv
+    assert id(network.dlib.convs[first].weight) in trained
+    assert len(trained) > len(list(TunedNetwork(net).parameters(pretrained=True)))
+    with torch.no_grad():
+        network.dlib.convs[first].weight.mul_(1.2)
+    expected = network.probabilities(acts)["gender"]
+    features, heads = network.export({"gender": GENDERS}, {})
+    got = probabilities_from_features(heads["gender"], features.of(chips))
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_face_chips_are_the_pipelines_own_chips():
+    shared = get_settings().shared_dir / "data" / "lfw" / "images"
+    paths = sorted((shared / "Adrien_Brody").glob("*.jpg"))[:2]
+    with FacePipeline() as pipeline:
+        chips = face_chips(pipeline, paths)
+        assert chips.shape == (2, 150, 150, 3) and chips.dtype == np.uint8
+        for chip, path in zip(chips, paths, strict=True):
+            face = pipeline.extract_faces(load_image(path), 1)[0]
+            np.testing.assert_array_equal(chip, face.crop)
+        assert face_chips(pipeline, []).shape == (0, 150, 150, 3)
 
 
 def test_tuned_heads_need_a_dlib_pipeline_and_go_when_not_retrained(tmp_path):
