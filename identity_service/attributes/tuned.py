@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..embed.dlib_format import DlibResNet
+from ..embed.dlib_format import CHIP_SIZE, DlibResNet
 from .heads import AGE_BINS, Head, LinearWeights
 from .tuned_features import CHIP_READS, FEATURES_READS, TunedFeatures, features_graph
 
@@ -191,6 +191,13 @@ def train_tuned(
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = TunedNetwork(net, recipe.dropout, recipe.cut_channels)
+    expected = model.frozen(np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)).shape[2:]
+    if acts.shape[2:] != expected:
+        raise ValueError(
+            f"activations of shape {acts.shape[2:]} are not those at the recipe's cut "
+            f"({recipe.cut_channels} channels: {expected}); compute them with "
+            f"TunedNetwork(net, cut_channels={recipe.cut_channels}).frozen"
+        )
     x = torch.as_tensor(np.ascontiguousarray(acts))
     gender, race, age = (
         torch.as_tensor(np.asarray(v, np.int64)) for v in (labels.gender, labels.race, labels.age)

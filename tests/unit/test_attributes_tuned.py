@@ -115,6 +115,9 @@ def test_a_lower_cut_trains_and_exports_the_stages_from_it(net):
     features, heads = network.export({"gender": GENDERS}, {})
     got = probabilities_from_features(heads["gender"], features.of(chips))
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    labels = TunedLabels(gender=np.array([0, 1, 0]), race=np.full(3, -1), age=np.full(3, -1))
+    with pytest.raises(ValueError, match="cut_channels=256"):  # activations from the 128 cut
+        train_tuned(net, acts, labels, seed=0, recipe=TunedRecipe(epochs=1))
 
 
 def test_face_chips_are_the_pipelines_own_chips():
