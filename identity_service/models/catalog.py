@@ -61,6 +61,28 @@ _FACE_HEADS = (
     ),
 )
 
+
+def _trained(
+    name: str,
+    licence: str,
+    description: str,
+    data: str,
+    input_size: tuple[int, int] | None = None,
+) -> ModelSpec:
+    """A model `faceid train-attributes` trains into <data_dir>/cache/models (not shipped)."""
+    return ModelSpec(
+        name=name,
+        version="1",
+        kind="attribute",
+        files=(ModelFile(filename=f"{name}.onnx", sha256=None, url=None),),
+        licence=licence,
+        description=f"{description}; trained by `faceid train-attributes` on {data}, written "
+        "to <data_dir>/cache/models (not shipped)",
+        input_size=input_size,
+        extra={"trained_by": "faceid train-attributes", "data": data},
+    )
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
@@ -199,74 +221,51 @@ MODELS: dict[str, ModelSpec] = {
                 ),
             )
         ),
-        ModelSpec(
-            name="faceid-attr-emotion",
-            version="1",
-            kind="attribute",
-            files=(ModelFile(filename="faceid-attr-emotion.onnx", sha256=None, url=None),),
-            licence="weights: trained on FER2013 (research use); FER model Apache-2.0",
-            description="emotion head (MLP 519-256-7, ONNX) on fer-mobilefacenet's penultimate "
-            "features and logits, face and mirror averaged; trained by `faceid train-attributes` "
-            "on FER2013's Training split, written to <data_dir>/cache/models (not shipped); "
-            "without it the FER model's own classifier answers",
-            extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
+        _trained(
+            "faceid-attr-emotion",
+            "weights: trained on FER2013 (research use); FER model Apache-2.0",
+            "emotion head (MLP 519-256-7, ONNX) on fer-mobilefacenet's penultimate features "
+            "and logits, face and mirror averaged; without it the FER model's own classifier "
+            "answers",
+            "FER2013 Training split",
         ),
-        ModelSpec(
-            name="faceid-attr-emotion-cnn",
-            version="1",
-            kind="attribute",
-            files=(ModelFile(filename="faceid-attr-emotion-cnn.onnx", sha256=None, url=None),),
-            licence="weights: trained on FER2013 (research use)",
-            description="emotion CNN (VGG-style, 32-64-128-256 channels, ONNX) on the "
-            "ArcFace-aligned face, grey 48x48, face and mirror averaged; its answer is averaged "
-            "with faceid-attr-emotion's; trained by `faceid train-attributes` on FER2013's "
-            "Training split, written to <data_dir>/cache/models (not shipped)",
+        _trained(
+            "faceid-attr-emotion-cnn",
+            "weights: trained on FER2013 (research use)",
+            "emotion CNN (VGG-style, 32-64-128-256 channels, ONNX) on the ArcFace-aligned face, "
+            "grey 48x48, face and mirror averaged; its answer is averaged with "
+            "faceid-attr-emotion's",
+            "FER2013 Training split",
             input_size=(48, 48),
-            extra={"trained_by": "faceid train-attributes", "data": "FER2013 Training split"},
         ),
         *(
-            ModelSpec(
-                name=f"faceid-attr-{action}",
-                version="1",
-                kind="attribute",
-                files=(ModelFile(filename=f"faceid-attr-{action}.onnx", sha256=None, url=None),),
-                licence=licence,
-                description=f"{what} head (MLP 128-256-k, ONNX) on dlib-resnet-v1-tta8 "
-                f"embeddings; trained by `faceid train-attributes` on {data}, written to "
-                "<data_dir>/cache/models (not shipped); analyze uses it when "
-                f"faceid-attr-{action}-tuned is not trained",
-                extra={"trained_by": "faceid train-attributes", "data": data},
+            _trained(
+                f"faceid-attr-{action}",
+                licence,
+                f"{what} head (MLP 128-256-k, ONNX) on dlib-resnet-v1-tta8 embeddings; analyze "
+                f"uses it when faceid-attr-{action}-tuned is not trained",
+                data,
             )
             for action, what, data, licence in _FACE_HEADS
         ),
-        ModelSpec(
-            name="faceid-attr-tuned-features",
-            version="1",
-            kind="attribute",
-            files=(ModelFile(filename="faceid-attr-tuned-features.onnx", sha256=None, url=None),),
-            licence="dlib ResNet CC0; tuned on UTKFace (non-commercial research only) and LFW "
-            "gender labels (research)",
-            description="dlib's ResNet with its 256-channel stages fine-tuned for age, gender "
-            "and race (ONNX, 150x150 dlib chip -> pooled 256-d features), run once per face, "
-            "chip and mirror; trained by `faceid train-attributes`, written to "
-            "<data_dir>/cache/models (not shipped)",
+        _trained(
+            "faceid-attr-tuned-features",
+            "dlib ResNet CC0; tuned on UTKFace (non-commercial research only) and LFW gender "
+            "labels (research)",
+            "dlib's ResNet with its 256-channel stages fine-tuned for age, gender and race "
+            "(ONNX, 150x150 dlib chip -> pooled 256-d features), run once per face, chip and "
+            "mirror",
+            "UTKFace + LFW gender",
             input_size=(150, 150),
-            extra={"trained_by": "faceid train-attributes", "data": "UTKFace + LFW gender"},
         ),
         *(
-            ModelSpec(
-                name=f"faceid-attr-{action}-tuned",
-                version="1",
-                kind="attribute",
-                files=(
-                    ModelFile(filename=f"faceid-attr-{action}-tuned.onnx", sha256=None, url=None),
-                ),
-                licence=f"dlib ResNet CC0; {licence.removeprefix('weights: ')}",
-                description=f"{what}: the tuned network's output layer (ONNX, 256-k) on "
-                f"faceid-attr-tuned-features; trained by `faceid train-attributes` on {data}, "
-                "written to <data_dir>/cache/models (not shipped); answers in analyze instead "
-                f"of faceid-attr-{action} (for gender, averaged with it)",
-                extra={"trained_by": "faceid train-attributes", "data": data},
+            _trained(
+                f"faceid-attr-{action}-tuned",
+                f"dlib ResNet CC0; {licence.removeprefix('weights: ')}",
+                f"{what}: the tuned network's output layer (ONNX, 256-k) on "
+                f"faceid-attr-tuned-features; answers in analyze instead of "
+                f"faceid-attr-{action} (for gender, averaged with it)",
+                data,
             )
             for action, what, data, licence in _FACE_HEADS
         ),
