@@ -14,66 +14,32 @@ each one's validation figures and writes them.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 from dlib_peer import DlibPeer  # bench/dlib_peer.py
+from validation_split import (  # bench/validation_split.py
+    arguments,
+    head_answers,
+    mean_of,
+    report,
+    validation_activations,
+    write,
+)
 
 from identity_service import FacePipeline, get_settings
-from identity_service.attributes.train import (
-    load_data,
-    metrics_of,
-    train_heads,
-    validation_data,
-)
-from identity_service.attributes.train_tuned import (
-    frozen_for,
-    load_dlib_resnet,
-    train_tuned_network,
-)
+from identity_service.attributes.train_tuned import load_dlib_resnet, train_tuned_network
 from identity_service.attributes.tuned import TUNED_ACTIONS, TunedNetwork, TunedRecipe
 from identity_service.embed.tta import jitter_views, render
 
 
-def headline(m: dict) -> dict[str, float]:
-    gender = m["gender"]
-    out = {
-        "gender_lfw": round(gender["lfw_people_disjoint"]["accuracy"] * 100, 2),
-        "gender_utkface": round(gender["utkface_all"]["accuracy"] * 100, 2),
-        "gender_utkface_under_10": round(gender["utkface_under_10"]["accuracy"] * 100, 2),
-    }
-    if "race" in m:
-        out["race"] = round(m["race"]["utkface"]["accuracy"] * 100, 2)
-    if "age" in m:
-        out["age_mae"] = round(m["age"]["utkface_mae"], 3)
-    return out
-
-
-def mean_of(*members):
-    return tuple(np.mean(sides, axis=0) for sides in zip(*members, strict=True))
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "results" / "attributes_validation.json",
-    )
-    args = ap.parse_args()
+    args = arguments(__doc__, "attributes_validation").parse_args()
     settings = get_settings()
     start = time.perf_counter()
+    net = load_dlib_resnet(settings)
     with FacePipeline(settings=settings, workers=args.workers) as pipeline:
-        data = load_data(pipeline, settings.shared_dir, settings.cache_dir)
-        net = load_dlib_resnet(settings)
-        utk_acts, lfw_acts = frozen_for(
-            pipeline, TunedNetwork(net), data, settings.shared_dir, settings.cache_dir
-        )
-        val = validation_data(data)
+        val, utk_acts, lfw_acts = validation_activations(pipeline, TunedNetwork(net))
         shared = settings.shared_dir
         faces = [
             DlibPeer.face(pipeline, shared / "data" / "utkface" / f)
@@ -84,17 +50,13 @@ def main() -> None:
             for f, t in zip(val.lfw_files, val.lfw_test, strict=True)
             if t
         ]
-    utk_acts, lfw_acts = utk_acts[~data.utk_test], lfw_acts[~data.lfw_test]
-    heads = train_heads(val, seed=val.seed)
+    heads = head_answers(val)
     recipe = TunedRecipe()
     network = train_tuned_network(net, val, utk_acts, lfw_acts, seed=val.seed, recipe=recipe)
     vu, vl = val.utk_test, val.lfw_test
     tuned_u, tuned_l = network.probabilities(utk_acts[vu]), network.probabilities(lfw_acts[vl])
     probs = {
-        "embedding_heads": {
-            a: (heads[a].probabilities(val.utk_x[vu]), heads[a].probabilities(val.lfw_x[vl]))
-            for a in TUNED_ACTIONS
-        },
+        "embedding_heads": heads,
         "tuned": {a: (tuned_u[a], tuned_l[a]) for a in TUNED_ACTIONS},
     }
     probs["average"] = {
@@ -113,7 +75,7 @@ def main() -> None:
     chips = np.stack([f.dlib_chip for f in faces])
     frozen = TunedNetwork(net)
     jitters = [
-        frozen.frozen(np.stack([render(c, view) for c in chips]))[:, 0]  # the view, not its mirror
+        frozen.frozen(np.stack([render(c, view) for c in chips]), mirror=False)[:, 0]
         for view in jitter_views(8)[2:]
     ]
     acts8 = np.concatenate(
@@ -129,14 +91,10 @@ def main() -> None:
     out = {
         "validation": val.describe(),
         "tuned_recipe": recipe.describe(),
-        "metrics": {name: metrics_of(p, val) for name, p in probs.items()},
+        "metrics": {name: report(name, p, val) for name, p in probs.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    for name, metrics in out["metrics"].items():
-        print(name, json.dumps(headline(metrics)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write(out, args.out)
 
 
 if __name__ == "__main__":

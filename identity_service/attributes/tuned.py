@@ -40,7 +40,8 @@ TUNED_ACTIONS = ("gender", "race", "age")
 # alone, chosen on a validation split of the training side (bench/attributes_validation.py):
 # for gender the average beat the tuned network on UTKFace (89.1 against 89.0 %) and on LFW (99.1
 # against 98.9 %); for race (87.5 against 87.8 %) and age (MAE 4.06 against 3.95 y) it did not.
-# A third gender member (dlib's gender network, 8 views, a second seed) did not beat it.
+# A third gender member (dlib's gender network, 8 views, a second seed) did not beat it, nor
+# did training on random views or answering under equal class priors (bench/attributes_*).
 AVERAGED_WITH_HEAD = frozenset({"gender"})
 
 
@@ -104,9 +105,10 @@ class TunedNetwork:
         )
         self.dropout = torch.nn.Dropout(dropout)
 
-    def frozen(self, chips: np.ndarray, batch: int = 64) -> np.ndarray:
+    def frozen(self, chips: np.ndarray, batch: int = 64, mirror: bool = True) -> np.ndarray:
         """``(N, 150, 150, 3)`` chips -> ``(N, 2, C, H, W)`` float16 activations at the cut,
-        of each chip and of its mirror image."""
+        of each chip and of its mirror image (``(N, 1, C, H, W)``, the chip's, without
+        ``mirror``)."""
         torch = _torch()
         out = None
         with torch.no_grad():
@@ -114,7 +116,7 @@ class TunedNetwork:
                 part = chips[start : start + batch]
                 views = [
                     self.dlib.run(self.dlib.prepare(v), 0, self.cut)
-                    for v in (part, part[:, :, ::-1])
+                    for v in ((part, part[:, :, ::-1]) if mirror else (part,))
                 ]
                 acts = torch.stack(views, 1).numpy().astype(np.float16)
                 if out is None:

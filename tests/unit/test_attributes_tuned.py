@@ -75,6 +75,7 @@ def test_training_learns_and_leaves_unlabelled_outputs_alone(net):
     network = TunedNetwork(net)
     acts = network.frozen(chips)
     assert acts.shape == (96, 2, 128, 8, 8) and acts.dtype == np.float16
+    np.testing.assert_array_equal(network.frozen(chips[:3], mirror=False), acts[:3, :1])
     unknown = np.full(64, -1)
     losses: list[float] = []
     trained = train_tuned(
