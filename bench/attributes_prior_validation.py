@@ -21,14 +21,14 @@ import numpy as np
 from validation_split import (  # bench/validation_split.py
     arguments,
     head_answers,
-    mean_of,
     report,
+    tuned_and_average,
     validation_activations,
     write,
 )
 
 from identity_service import FacePipeline, get_settings
-from identity_service.attributes.train_tuned import load_dlib_resnet, train_tuned_network
+from identity_service.attributes.train_tuned import load_dlib_resnet
 from identity_service.attributes.tuned import TunedNetwork, TunedRecipe
 
 
@@ -47,20 +47,18 @@ def main() -> None:
     vu, vl = val.utk_test, val.lfw_test
     trained_on = np.concatenate([val.utk_gender[~vu], val.lfw_gender[~vl]])
     shares = np.bincount(trained_on, minlength=2) / len(trained_on)
-    print("training class shares", [round(float(s), 4) for s in shares])
-    network = train_tuned_network(net, val, utk_acts, lfw_acts, seed=val.seed, recipe=TunedRecipe())
-    tuned = (
-        network.probabilities(utk_acts[vu])["gender"],
-        network.probabilities(lfw_acts[vl])["gender"],
-    )
-    average = mean_of(head_answers(val, ("gender",))["gender"], tuned)
+    shown = [round(float(s), 4) for s in shares]
+    print("training class shares", shown)
+    acts = np.concatenate([utk_acts, lfw_acts])
+    head = head_answers(val, ("gender",))
+    average = tuned_and_average(net, val, acts, acts, head, TunedRecipe())[1]["gender"]
     candidates = {
         "average (product)": {"gender": average},
         "average, equal priors": {"gender": tuple(equal_priors(p, shares) for p in average)},
     }
     out = {
         "validation": val.describe(),
-        "training_class_shares": [round(float(s), 4) for s in shares],
+        "training_class_shares": shown,
         "metrics": {name: report(name, p, val) for name, p in candidates.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -75,7 +75,7 @@ def tuned_and_average(
 ) -> tuple[dict[str, Sides], dict[str, Sides], float]:
     """Train the tuned network on ``train_acts`` (one row per split row, UTKFace rows first) and
     answer on the validation rows of ``acts`` (chip and mirror): alone, and averaged with the
-    embedding ``head``; with the training's seconds."""
+    embedding ``head`` for the actions it has; with the training's seconds."""
     n_u = len(val.utk_files)
     t = time.perf_counter()
     network = train_tuned_network(
@@ -85,7 +85,7 @@ def tuned_and_average(
     pu = network.probabilities(acts[:n_u][val.utk_test])
     pl = network.probabilities(acts[n_u:][val.lfw_test])
     tuned = {a: (pu[a], pl[a]) for a in TUNED_ACTIONS}
-    average = {a: mean_of(head[a], tuned[a]) for a in TUNED_ACTIONS}
+    average = {a: mean_of(head[a], tuned[a]) for a in head}
     return tuned, average, seconds
 
 
