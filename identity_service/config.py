@@ -28,7 +28,7 @@ class Settings(BaseSettings):
 
     device: str = "cpu"  # "cpu" or "cuda" / "cuda:N"
     detector: str = "dlib-hog+yunet"
-    embedder: str = "dlib-resnet-v1-tta8"
+    embedder: str = "fused-dlib-mobilefacenet"
     # dlib-resnet-v1 runs through onnxruntime (converted from dlib's weights: same numbers,
     # ~20x less CPU) or through dlib itself.
     dlib_runtime: Literal["onnx", "dlib"] = "onnx"
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     index_gpu: bool = False
     # How stale a query node may be: it polls the index_log at most this often (seconds).
     index_poll_interval: float = 0.05
+    # find's operating point: the false-positive identification rate it aims at (a collection
+    # may set its own), how many gallery faces the open-set calibration searches, and by which
+    # factor the gallery may grow or shrink before it is measured again.
+    target_fpir: float = Field(default=0.01, gt=0, lt=1)
+    open_set_max_searches: int = Field(default=10_000, ge=1)
+    open_set_recalibrate_factor: float = Field(default=1.25, gt=1)
 
     @property
     def resolved_model_dir(self) -> Path:

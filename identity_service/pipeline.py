@@ -19,7 +19,7 @@ from .detect import Detector, create_detector, order_faces
 from .embed import Embedder, create_embedder
 from .errors import FaceIDError, NoFaceError
 from .imaging import ImageInput, load_image
-from .models import default_threshold
+from .models import MODELS, default_threshold
 from .types import Detection, Face, Verification
 
 
@@ -53,15 +53,19 @@ class FacePipeline:
         if device is not None:
             settings = settings.model_copy(update={"device": device})
         self.settings = settings
-        self.detector = (
-            detector
-            if isinstance(detector, Detector)
-            else create_detector(detector or settings.detector, settings)
-        )
         self.embedder = (
             embedder
             if isinstance(embedder, Embedder)
             else create_embedder(embedder or settings.embedder, settings)
+        )
+        # A model whose crop is defined on one detector's landmarks names it in the registry.
+        spec = MODELS.get(self.embedder.name)
+        self.detector = (
+            detector
+            if isinstance(detector, Detector)
+            else create_detector(
+                detector or (spec.detector if spec else None) or settings.detector, settings
+            )
         )
         self.workers = workers or settings.workers
         self._threshold = threshold

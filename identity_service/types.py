@@ -102,3 +102,22 @@ class Verification:
             "faces": [f.to_dict(with_embedding=False) for f in self.faces],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
         }
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The decision ``find`` applies: accept a match at or under ``threshold`` (cosine
+    distance), aiming at ``target_fpir`` for a gallery of ``gallery_identities``."""
+
+    threshold: float
+    target_fpir: float | None
+    gallery_identities: int | None
+    source: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "threshold": self.threshold,
+            "target_fpir": self.target_fpir,
+            "gallery_identities": self.gallery_identities,
+            "source": self.source,
+        }

@@ -28,9 +28,11 @@ def lfw_image(lfw_dir: Path):
 
 @pytest.fixture(scope="session")
 def pipeline():
+    """dlib's pipeline (HOG + YuNet, dlib ResNet with 8 views): what the dlib, attribute and
+    learning tests are about. The default embedder is tested by name where it matters."""
     from identity_service import FacePipeline
 
-    return FacePipeline()
+    return FacePipeline(embedder="dlib-resnet-v1-tta8")
 
 
 # -- the HTTP API in-process (tests/unit/test_api.py, test_client_async.py) ----------------------

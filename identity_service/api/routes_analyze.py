@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..attributes import ACTIONS
+from ..attributes.analyze import ATTRIBUTE_EMBEDDER
 from .auth import Principal, QueryScope
 from .deps import Runtime, runtime
 from .errors import ValidationError
@@ -62,6 +63,6 @@ async def analyze(request: Request, who: Principal = QueryScope, rt: Runtime = R
 def _analyze(
     rt: Runtime, actions: tuple[str, ...], max_faces: int | None, image: bytes
 ) -> dict[str, Any]:
-    pipeline = rt.service.pipeline()
+    pipeline = rt.service.pipeline(ATTRIBUTE_EMBEDDER)  # what the attribute models read
     faces = pipeline.analyze(_decode(rt, image), actions, max_faces=max_faces)
     return {"model": pipeline.model, "faces": [f.to_dict() for f in faces]}

@@ -62,7 +62,12 @@ def _required(image: bytes | None, field: str) -> bytes:
     openapi_extra=image_body_openapi(
         FindJSON,
         {"image": "one"},
-        {"k": {"type": "integer", "default": 5}, "aggregate": _STR, "threshold": _NUM},
+        {
+            "k": {"type": "integer", "default": 5},
+            "aggregate": _STR,
+            "threshold": _NUM,
+            "fpir": _NUM,
+        },
     ),
     responses={200: {"headers": {"Server-Timing": {"schema": _STR}}}},
 )
@@ -74,7 +79,9 @@ async def find(
     rt: Runtime = Rt,
 ) -> Any:
     """Who is this? Identities ranked best first; ``matches[0].accepted`` is false when nobody
-    passes the collection's threshold (open set: unknown). The ``Server-Timing`` header splits
+    passes the operating point (open set: unknown). ``operating_point`` states it: the
+    threshold at which this gallery accepts the target FPIR of strangers, the gallery size it
+    was measured at, and its source. The ``Server-Timing`` header splits
     the server's time into decode, detect_embed, search and app (all of it)."""
     req = await read_image_request(request, FindParams, FindJSON, ("image",), 1)
     params = req.params
@@ -101,14 +108,10 @@ def _find(rt: Runtime, who: Principal, name: str, image: bytes, p: FindParams) -
     start = time.perf_counter()
     # The embedding as probe: the service searches exactly as for the image.
     matches = service.find(
-        coll, face.embedding, k=p.k, aggregate=p.aggregate, threshold=p.threshold
+        coll, face.embedding, k=p.k, aggregate=p.aggregate, threshold=p.threshold, fpir=p.fpir
     )
     timings["search"] = _ms(start)
-    return {
-        "collection": coll.name,
-        "matches": [m.to_dict() for m in matches],
-        "timings_ms": timings,
-    }
+    return {"collection": coll.name, **matches.to_dict(), "timings_ms": timings}
 
 
 @router.post(

@@ -144,7 +144,16 @@ class FindParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     k: int = Field(default=5, ge=1, description="identities to return (at most the server max)")
     aggregate: Literal["max", "mean"] = "max"
-    threshold: float | None = Field(default=None, gt=0, lt=2)
+    threshold: float | None = Field(
+        default=None, gt=0, lt=2, description="a fixed cosine-distance threshold instead"
+    )
+    fpir: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="the false-positive identification rate to aim at (default: the "
+        "collection's target)",
+    )
 
 
 class FindJSON(FindParams):
@@ -163,9 +172,19 @@ class MatchOut(BaseModel):
     threshold: float
 
 
+class OperatingPointOut(BaseModel):
+    threshold: float = Field(description="accept a match at or under this cosine distance")
+    target_fpir: float | None
+    gallery_identities: int | None = Field(
+        description="identities of the gallery the threshold was measured at"
+    )
+    source: str
+
+
 class FindOut(BaseModel):
     collection: str
     matches: list[MatchOut]
+    operating_point: OperatingPointOut
     timings_ms: dict[str, float]
 
 

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTIONS = ("age", "gender", "emotion", "race")
+# The embedder whose chip and embeddings the published attribute models read. analyze computes
+# them whatever model a pipeline embeds with for find and verify.
+ATTRIBUTE_EMBEDDER = "dlib-resnet-v1-tta8"
 # Smaller images (e.g. 48x48 FER2013 faces) are upscaled before detection.
 MIN_SIDE = 192
 # Where the 5 landmarks sit in a pre-cropped face image, as fractions of width and height:
@@ -182,6 +185,22 @@ class AttributeModels:
         return self.emotion
 
 
+def attribute_pipeline(pipeline: FacePipeline) -> FacePipeline:
+    """``pipeline`` if it embeds with :data:`ATTRIBUTE_EMBEDDER`, else a sibling that does
+    (same settings and workers, that embedder's detector), made once per pipeline."""
+    if pipeline.embedder.name == ATTRIBUTE_EMBEDDER:
+        return pipeline
+    sibling = getattr(pipeline, "_attribute_pipeline", None)
+    if sibling is None:
+        from ..pipeline import FacePipeline
+
+        sibling = FacePipeline(
+            embedder=ATTRIBUTE_EMBEDDER, settings=pipeline.settings, workers=pipeline.workers
+        )
+        pipeline._attribute_pipeline = sibling  # type: ignore[attr-defined]
+    return sibling
+
+
 def models_for(pipeline: FacePipeline) -> AttributeModels:
     models = getattr(pipeline, "_attribute_models", None)
     if models is None:
@@ -233,6 +252,8 @@ def analyze_images(
     (for pre-cropped faces such as FER2013's), with landmarks at :data:`WHOLE_FACE_LANDMARKS`.
     """
     from ..pipeline import ExtractedFace
+
+    pipeline = attribute_pipeline(pipeline)
 
     actions = _check_actions(actions)
     models = models_for(pipeline)

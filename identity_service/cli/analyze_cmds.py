@@ -37,9 +37,10 @@ def analyze_command(
         with remote(server, api_key) as client:
             faces = client.analyze(image, actions=wanted)
     else:
+        from ..attributes.analyze import ATTRIBUTE_EMBEDDER
         from ..pipeline import FacePipeline
 
-        with FacePipeline(detector, embedder) as pipeline:
+        with FacePipeline(detector, embedder or ATTRIBUTE_EMBEDDER) as pipeline:
             found = pipeline.analyze(image, actions=wanted)
         faces = [Analysis.from_dict(f.to_dict()) for f in found]
     show_analyses(str(image), faces, wanted, json_out)
@@ -51,7 +52,10 @@ def train_attributes_command(
         "age,gender,race,emotion", "--actions", help="comma-separated heads to train"
     ),
     embedder: str = typer.Option(
-        None, "--embedder", help="embedder whose embeddings the heads read (default: settings)"
+        None,
+        "--embedder",
+        help="embedder whose embeddings the heads read (default: the one analyze reads, "
+        "dlib-resnet-v1-tta8)",
     ),
     seed: int = typer.Option(None, "--seed", help="split and training seed"),
     epochs: int = typer.Option(
@@ -93,6 +97,7 @@ def train_attributes_command(
     from ..attributes import train as tr
     from ..attributes import train_emotion as te
     from ..attributes import train_tuned as tt
+    from ..attributes.analyze import ATTRIBUTE_EMBEDDER
     from ..config import get_settings
     from ..errors import FaceIDError
     from ..pipeline import FacePipeline
@@ -114,7 +119,10 @@ def train_attributes_command(
 
     try:
         with FacePipeline(
-            None, embedder, settings=settings, workers=workers or os.cpu_count() or 1
+            None,
+            embedder or ATTRIBUTE_EMBEDDER,
+            settings=settings,
+            workers=workers or os.cpu_count() or 1,
         ) as pipeline:
             face_heads = wanted - {"emotion"}
             if face_heads:

@@ -22,6 +22,17 @@ def calibrate_command(
         None, "--collection", help="a collection: genuine pairs within identities, impostor across"
     ),
     far: float = typer.Option(1e-3, "--far", help="target false-accept rate"),
+    fpir: float = typer.Option(
+        None,
+        "--fpir",
+        help="with --collection: calibrate find's open-set operating point instead, and make "
+        "this FPIR the collection's target",
+    ),
+    strangers: Path = typer.Option(
+        None,
+        "--strangers",
+        help="with --fpir: photos of people not enrolled, as DIR/<person>/*.jpg",
+    ),
     out: Path = typer.Option(None, "--out", help="folder for the JSON report and PNG plots"),
     detector: str = typer.Option(None, "--detector"),
     embedder: str = typer.Option(None, "--embedder"),
@@ -55,6 +66,11 @@ def calibrate_command(
 
     if sum(x is not None for x in (pairs, csv_path, collection)) > 1:
         raise FaceIDError("give at most one of --pairs, --csv, --collection")
+    if fpir is not None or strangers is not None:
+        if collection is None or fpir is None:
+            raise FaceIDError("--fpir (and --strangers) calibrate a collection: give --collection")
+        calibrate_open_set(collection, fpir, strangers, seed, tenant, json_out)
+        return
     settings = get_settings()
     with FaceService(settings) as service:
         if collection is not None:
@@ -118,4 +134,47 @@ def calibrate_command(
         table.add_row("warning", str(cal.details["warning"]))
     table.add_row("stored", describe(run.record) if run.record is not None else "no (--no-store)")
     table.add_row("report", str(files[0].parent))
+    console.print(table)
+
+
+def calibrate_open_set(
+    collection: str, fpir: float, strangers: Path | None, seed: int, tenant: str, json_out: bool
+) -> None:
+    """Measure find's operating points on the collection's own gallery (leaving one identity
+    out, plus the strangers' photos) and set its target FPIR."""
+    from ..service import FaceService
+    from ..service.folder import list_folder
+
+    photos = [] if strangers is None else [path for _, path in list_folder(strangers)]
+    with FaceService(get_settings()) as service:
+        service.set_target_fpir(collection, fpir, tenant=tenant)
+        estimate = service.calibrate_open_set(
+            collection, strangers=photos, seed=seed, tenant=tenant
+        )
+        points = {
+            f: service.operating_point(collection, f, tenant=tenant)
+            for f in (fpir, 1e-3, 1e-2, 1e-1)
+        }
+    if json_out:
+        print_json(
+            {
+                "collection": collection,
+                "target_fpir": fpir,
+                "gallery_identities": estimate.gallery_identities,
+                "gallery_faces": estimate.gallery_faces,
+                "searches": estimate.n_searches,
+                "strangers": estimate.strangers,
+                "operating_points": {f"{f:g}": p.to_dict() for f, p in points.items()},
+            }
+        )
+        return
+    table = Table(
+        title=f"open-set calibration of {collection}: {estimate.gallery_identities:,} identities"
+    )
+    for column in ("FPIR", "distance threshold", "source"):
+        table.add_column(column)
+    for f, point in points.items():
+        table.add_row(
+            f"{f:g}" + (" (target)" if f == fpir else ""), f"{point.threshold:.4f}", point.source
+        )
     console.print(table)

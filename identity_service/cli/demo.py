@@ -1,5 +1,6 @@
 """The demo job: enroll all but one photo of each person, then identify the held-out photos
-and verify a same-person and a different-person pair."""
+(open set: every fourth person with two or more photos is never enrolled, and should come back
+"unknown"), and verify a same-person and a different-person pair."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.table import Table
 from ..errors import FaceIDError
 from ..service import FaceService, import_folder, list_folder
 from .app import console
+from .views import operating_point_line
 
 
 def run_demo(folder: Path, limit: int | None, collection: str, workers: int) -> None:
@@ -22,17 +24,23 @@ def run_demo(folder: Path, limit: int | None, collection: str, workers: int) -> 
     for person, path in entries:
         by_person.setdefault(person, []).append(path)
     probes = {p: paths[-1] for p, paths in by_person.items() if len(paths) >= 2}
+    strangers = set(list(probes)[3::4])  # never enrolled: find should say "unknown"
     # A view of the folder without the probe photos, made of links: nothing is copied.
     view = Path(tempfile.mkdtemp(prefix="faceid-demo-"))
     try:
+        enrolled = 0
         for person, paths in by_person.items():
+            if person in strangers:
+                continue
             (view / person).mkdir()
             for path in paths:
                 if probes.get(person) != path:
                     (view / person / path.name).symlink_to(path.resolve())
+                    enrolled += 1
         console.print(
-            f"[bold]1. enroll[/bold] {len(entries) - len(probes)} photos of {len(by_person)} "
-            f"people from {folder} into collection {collection!r} ({workers} processes)"
+            f"[bold]1. enroll[/bold] {enrolled} photos of {len(by_person) - len(strangers)} "
+            f"people from {folder} into collection {collection!r} ({workers} processes); "
+            f"{len(strangers)} people are kept out as strangers"
         )
         with FaceService(workers=workers) as service:
             coll = service.get_or_create_collection(collection)
@@ -41,19 +49,23 @@ def run_demo(folder: Path, limit: int | None, collection: str, workers: int) -> 
                 f"   {report.faces_added} faces added, {report.duplicates} already there, "
                 f"{len(report.failures)} failed, in {report.seconds:.1f} s"
             )
-            _find(service, coll, probes)
+            _find(service, coll, probes, strangers)
             _verify(service, by_person)
     finally:
         shutil.rmtree(view, ignore_errors=True)
 
 
-def _find(service: FaceService, coll, probes: dict[str, Path]) -> None:
-    console.print(f"[bold]2. find[/bold] the {len(probes)} held-out photos (open set)")
+def _find(service: FaceService, coll, probes: dict[str, Path], strangers: set[str]) -> None:
+    console.print(
+        f"[bold]2. find[/bold] the {len(probes)} held-out photos, {len(strangers)} of them "
+        "strangers (open set)"
+    )
     if not probes:
         console.print("   nobody has two photos: nothing to find")
         return
     start = time.perf_counter()
-    hits = accepted = no_face = 0
+    hits = accepted = no_face = strangers_accepted = 0
+    point = None
     shown = Table(title="first few probes")
     for col in ("probe", "top match", "similarity", "decision"):
         shown.add_column(col)
@@ -72,6 +84,10 @@ def _find(service: FaceService, coll, probes: dict[str, Path]) -> None:
                     no_face += 1
         for person, matches in zip(batch, results, strict=True):
             top = matches[0] if matches else None
+            point = getattr(matches, "operating_point", point)
+            if person in strangers:
+                strangers_accepted += bool(top and top.accepted)
+                continue
             hits += bool(top and top.external_id == person)
             accepted += bool(top and top.accepted and top.external_id == person)
             if shown.row_count < 8 and top is not None:
@@ -83,11 +99,14 @@ def _find(service: FaceService, coll, probes: dict[str, Path]) -> None:
                 )
     seconds = time.perf_counter() - start
     console.print(shown)
-    n = len(probes)
+    n = len(probes) - len(strangers)
     console.print(
-        f"   rank-1 {hits}/{n} = {hits / n:.1%}; accepted and right {accepted}/{n}; "
-        f"no face {no_face}; {1000 * seconds / n:.0f} ms per probe"
+        f"   enrolled people: rank-1 {hits}/{n} = {hits / max(n, 1):.1%}; accepted and right "
+        f"{accepted}/{n}; strangers accepted as someone {strangers_accepted}/{len(strangers)}; "
+        f"no face {no_face}; {1000 * seconds / len(probes):.0f} ms per probe"
     )
+    if point is not None:
+        console.print(f"   {operating_point_line(point)}")
 
 
 def _verify(service: FaceService, by_person: dict[str, list[Path]]) -> None:

@@ -74,3 +74,67 @@ def eval_lfw(
     )
     table.add_row("undecodable images", str(report.error_images))
     console.print(table)
+
+
+DEFAULT_IDENTIFICATION_MODELS = "dlib-resnet-v1-tta8,mobilefacenet-192,fused-dlib-mobilefacenet"
+
+
+@eval_app.command("identification")
+def eval_identification(
+    models: str = typer.Option(DEFAULT_IDENTIFICATION_MODELS, help="comma-separated embedders"),
+    sizes: str = typer.Option(
+        "1000,3865,5000,100000000",
+        help="gallery sizes, capped at the largest (3,865: every LFW identity, no UTKFace)",
+    ),
+    fpir: float = typer.Option(1e-2, help="target FPIR of the calibrated operating point"),
+    workers: int = typer.Option(2, help="processes for embedding"),
+    peer: bool = typer.Option(True, help="also run face_recognition's 0.6 rule"),
+    output: Path = typer.Option(Path("eval-identification"), "--output", "-o"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """The 1:N protocol (FRVT-style) on the shared LFW and UTKFace images: rank-1/5, DIR at
+    FPIR 1e-3/1e-2/1e-1, and the calibrated operating point's measured FPIR against its
+    target; writes identification.json and identification_det.png."""
+    from ..eval.identification_run import run, write
+
+    report = run(
+        get_settings(),
+        [m.strip() for m in models.split(",") if m.strip()],
+        [int(s) for s in sizes.split(",") if s.strip()],
+        target_fpir=fpir,
+        workers=workers,
+        peer=peer,
+        progress=lambda text: console.print(f"[dim]{text}[/dim]"),
+    )
+    paths = write(report, output)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    table = Table(title=f"1:N identification (target FPIR {fpir:g})")
+    for column in ("model", "gallery", "rank-1", "rank-5", "DIR@1e-3", "DIR@1e-2", "DIR@1e-1"):
+        table.add_column(column)
+    table.add_column("calibrated: FPIR / DIR")
+    for model in report.models:
+        for size in model.sizes:
+            cal = size.calibrated
+            table.add_row(
+                model.model,
+                f"{size.gallery_identities:,}",
+                f"{size.rank1:.4f}",
+                f"{size.rank5:.4f}",
+                *(f"{size.dir_at_fpir[k]:.4f}" for k in ("0.001", "0.01", "0.1")),
+                f"{cal['measured_fpir']:.4f} / {cal['dir']:.4f}",
+            )
+    for size in (report.peer or {}).get("sizes", []):  # type: ignore[union-attr]
+        table.add_row(
+            "peer: face_recognition (0.6)",
+            f"{size['gallery_identities']:,}",
+            f"{size['rank1']:.4f}",
+            "",
+            "",
+            "",
+            "",
+            f"{size['fpir_at_rule']:.4f} / {size['dir_at_rule']:.4f}",
+        )
+    console.print(table)
+    console.print(f"written: {', '.join(str(p) for p in paths)}")

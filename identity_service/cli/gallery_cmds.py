@@ -130,21 +130,25 @@ def find_command(
     collection: str = CollectionOpt,
     k: int = typer.Option(5, "-k", help="identities to return"),
     aggregate: str = typer.Option("max", help="max (best face) or mean (of top-m faces)"),
+    fpir: float = typer.Option(None, help="FPIR to aim at (default: the collection's target)"),
+    threshold: float = typer.Option(None, help="a fixed cosine-distance threshold instead"),
     json_out: bool = JsonOpt,
     server: str = ServerOpt,
     api_key: str = ApiKeyOpt,
 ) -> None:
-    """Who is this? Ranked identities; 'unknown' when nobody passes the threshold."""
+    """Who is this? Ranked identities; 'unknown' when nobody passes the operating point (the
+    threshold at which the gallery accepts its target FPIR of strangers)."""
     if aggregate not in ("max", "mean"):
         raise typer.BadParameter("aggregate must be max or mean")
+    options = {"k": k, "aggregate": aggregate, "fpir": fpir, "threshold": threshold}
     if server:
         with remote(server, api_key) as client:
-            matches = client.find(collection, image, k=k, aggregate=aggregate)
+            matches = client.find(collection, image, **options)  # type: ignore[arg-type]
     else:
         from ..service import FaceService
 
         with FaceService() as service:
-            matches = service.find(collection, image, k=k, aggregate=aggregate)  # type: ignore[arg-type]
+            matches = service.find(collection, image, **options)  # type: ignore[arg-type]
     show_matches(str(image), image.name, matches, json_out)
 
 

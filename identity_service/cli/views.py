@@ -16,8 +16,9 @@ from .app import console, print_json
 
 if TYPE_CHECKING:
     from ..client.models import Analysis, FaceInfo, Job
-    from ..service.results import ImportReport, Match
+    from ..service.results import ImportReport, Match, Matches
     from ..store import JobRecord
+    from ..types import OperatingPoint
 
 
 class VerificationLike(Protocol):
@@ -52,16 +53,19 @@ def matches_table(title: str, matches: Sequence[Match]) -> Table:
     return table
 
 
-def show_matches(image: str, name: str, matches: Sequence[Match], json_out: bool) -> None:
+def show_matches(image: str, name: str, matches: Matches, json_out: bool) -> None:
     if json_out:
-        print_json({"image": image, "matches": [m.to_dict() for m in matches]})
+        print_json({"image": image, **matches.to_dict()})
         return
-    verdict = (
-        (matches[0].name or matches[0].external_id)
-        if matches and matches[0].accepted
-        else "unknown"
-    )
+    best = matches.accepted
+    verdict = (best.name or best.external_id) if best else "unknown"
     console.print(matches_table(f"{name}: {verdict}", matches))
+    console.print(operating_point_line(matches.operating_point))
+
+
+def operating_point_line(point: OperatingPoint) -> str:
+    target = "" if point.target_fpir is None else f"FPIR {point.target_fpir:g}, "
+    return f"[dim]operating point: {target}distance <= {point.threshold:.4f} ({point.source})[/dim]"
 
 
 # -- represent ----------------------------------------------------------------------------------

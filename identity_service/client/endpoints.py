@@ -17,7 +17,8 @@ from .models import (
     FaceInfo,
     Identity,
     Job,
-    Match,
+    Matches,
+    OperatingPoint,
     Page,
     Verification,
     enroll_result_from_dict,
@@ -149,11 +150,16 @@ class Endpoints:
         *,
         aggregate: str = "max",
         threshold: float | None = None,
-    ) -> Call[list[Match]]:
-        """Ranked candidate identities; ``matches[0].accepted`` False means unknown."""
+        fpir: float | None = None,
+    ) -> Call[Matches]:
+        """Ranked candidate identities; ``matches[0].accepted`` False means unknown, and
+        ``matches.operating_point`` says which threshold decided (target FPIR, gallery size,
+        source). ``fpir`` asks for another FPIR, ``threshold`` for a fixed distance."""
         data: dict[str, str] = {"k": str(k), "aggregate": aggregate}
         if threshold is not None:
             data["threshold"] = str(threshold)
+        if fpir is not None:
+            data["fpir"] = str(fpir)
         path = f"/v1/collections/{seg(collection)}/find"
         return Call("POST", path, _matches, data=data, files={"image": image_part(image)})
 
@@ -233,8 +239,10 @@ def _identity_page(d: dict[str, Any]) -> Page[Identity]:
     return Page([Identity(**i) for i in d["items"]], d["offset"], d["limit"], d["total"])
 
 
-def _matches(d: dict[str, Any]) -> list[Match]:
-    return [match_from_dict(m) for m in d["matches"]]
+def _matches(d: dict[str, Any]) -> Matches:
+    return Matches(
+        [match_from_dict(m) for m in d["matches"]], OperatingPoint(**d["operating_point"])
+    )
 
 
 def _face_infos(d: dict[str, Any]) -> list[FaceInfo]:

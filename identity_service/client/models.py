@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from ..service.results import EnrollResult, ImageFailure, Match
+from ..service.results import EnrollResult, ImageFailure, Match, Matches
+from ..types import OperatingPoint
 
 if TYPE_CHECKING:
     from .core import AsyncFaceIDClient, FaceIDClient
@@ -344,6 +345,8 @@ __all__ = [
     "ImageFailure",
     "Job",
     "Match",
+    "Matches",
+    "OperatingPoint",
     "Page",
     "Verification",
 ]

@@ -71,6 +71,12 @@ def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
         path = Path(name)
         return OnnxArcFaceEmbedder(path, name=path.stem, version="file", device=settings.device)
     spec = get_model(name)
+    if "fuses" in spec.extra:
+        from .fused import FusedEmbedder
+
+        first, second = (create_embedder(str(part), settings) for part in spec.extra["fuses"])  # type: ignore[attr-defined]
+        weight = float(spec.extra["weight"])  # type: ignore[arg-type]
+        return FusedEmbedder(spec.name, spec.version, (first, second), weight)
     if spec.kind != "embedder":
         embedders = sorted(n for n, s in MODELS.items() if s.kind == "embedder")
         raise UnknownModelError(
@@ -78,7 +84,13 @@ def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
             model=name,
         )
     path = resolve_file(spec.files[0], settings)
-    return OnnxArcFaceEmbedder(path, name=spec.name, version=spec.version, device=settings.device)
+    return OnnxArcFaceEmbedder(
+        path,
+        name=spec.name,
+        version=spec.version,
+        device=settings.device,
+        face_input=spec.face_input,
+    )
 
 
 __all__ = ["Embedder", "create_embedder", "l2_normalise"]

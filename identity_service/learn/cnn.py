@@ -13,7 +13,7 @@ import torch
 
 from ..errors import DatasetError
 from .adapter import export_onnx
-from .crops import CropSet, FlipJitter, load_crops
+from .crops import CROP_EMBEDDER, CropSet, FlipJitter, load_crops
 from .data import identity_split
 from .device import resolve_device
 from .evaluate import evaluate
@@ -71,7 +71,7 @@ def train_cnn(
     device = resolve_device(config.device)  # fail before minutes of crop extraction
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)  # MPerClassSampler draws from numpy's global RNG
-    pipeline = pipeline or FacePipeline()
+    pipeline = pipeline or FacePipeline(embedder=CROP_EMBEDDER)
     data = load_crops(
         config.images,
         pipeline,

@@ -17,11 +17,15 @@ from .data import EmbeddingSet
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
+# The model whose aligned crop (dlib's 150x150 chip) the end-to-end CNN trains on by default,
+# and whose embeddings are its baseline.
+CROP_EMBEDDER = "dlib-resnet-v1-tta8"
+
 
 @dataclass
 class CropSet(EmbeddingSet):
-    """``features`` are uint8 RGB crops (n, 3, H, W), aligned by the pipeline's embedder (the
-    default dlib embedder gives its 150x150 face chip). ``fit``, ``identity_split`` and
+    """``features`` are uint8 RGB crops (n, 3, H, W), aligned by the pipeline's embedder (dlib's
+    embedder, the default here, gives its 150x150 face chip). ``fit``, ``identity_split`` and
     ``evaluate.embed`` take it like an :class:`EmbeddingSet`; pixels become [0, 1] floats on the
     device (:func:`to_unit`), so batches cross to a GPU as bytes."""
 
@@ -84,11 +88,11 @@ def extract_crops(
     max_per_identity: int | None = None,
     min_images: int = 1,
 ) -> tuple[CropSet, list[Path]]:
-    """The centre-most face of each image, aligned by ``pipeline`` (default: ``FacePipeline()``),
-    and the images without a face."""
+    """The centre-most face of each image, aligned by ``pipeline`` (default:
+    :data:`CROP_EMBEDDER`'s), and the images without a face."""
     from ..pipeline import FacePipeline
 
-    pipeline = pipeline or FacePipeline()
+    pipeline = pipeline or FacePipeline(embedder=CROP_EMBEDDER)
     crops: list[np.ndarray] = []
     people: list[str] = []
     skipped: list[Path] = []
@@ -121,7 +125,7 @@ def load_crops(
     the cache is rebuilt when the folder, the limits or the aligning model differ."""
     from ..pipeline import FacePipeline
 
-    pipeline = pipeline or FacePipeline()
+    pipeline = pipeline or FacePipeline(embedder=CROP_EMBEDDER)
     key = json.dumps(
         [str(Path(root).resolve()), max_identities, max_per_identity, min_images, pipeline.model]
     )

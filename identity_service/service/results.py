@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..types import OperatingPoint
+
 
 @dataclass(frozen=True)
 class Match:
@@ -30,6 +32,26 @@ class Match:
             "distance": round(self.distance, 6),
             "accepted": self.accepted,
             "threshold": self.threshold,
+        }
+
+
+class Matches(list[Match]):
+    """``find``'s answer for one probe: its ranked matches (a list) and the operating point
+    that decided ``accepted``."""
+
+    def __init__(self, matches: list[Match], operating_point: OperatingPoint) -> None:
+        super().__init__(matches)
+        self.operating_point = operating_point
+
+    @property
+    def accepted(self) -> Match | None:
+        """The identity ``find`` names, or None: unknown."""
+        return self[0] if self and self[0].accepted else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "matches": [m.to_dict() for m in self],
+            "operating_point": self.operating_point.to_dict(),
         }
 
 

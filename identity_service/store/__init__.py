@@ -13,6 +13,7 @@ from .records import (
     JobRecord,
     LogEntry,
     NewFace,
+    OpenSetRecord,
 )
 from .repository import Repository
 
@@ -27,6 +28,7 @@ __all__ = [
     "JobRecord",
     "LogEntry",
     "NewFace",
+    "OpenSetRecord",
     "Repository",
     "check_schema",
     "current_revision",

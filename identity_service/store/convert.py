@@ -20,6 +20,7 @@ def to_collection(c: Collection) -> CollectionRecord:
         metric=c.metric,
         threshold=c.threshold,
         created=aware(c.created),  # type: ignore[arg-type]
+        target_fpir=c.target_fpir,
     )
 
 

@@ -64,6 +64,8 @@ class Collection(Base):
     dim: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(16), default="cosine", server_default="cosine")
     threshold: Mapped[float | None] = mapped_column(Float)
+    # The false-positive identification rate find aims at; None means the settings' default.
+    target_fpir: Mapped[float | None] = mapped_column(Float)
     created: Mapped[datetime] = _created()
 
 
@@ -157,6 +159,24 @@ class Calibration(Base):
     threshold: Mapped[float] = mapped_column(Float)
     tar: Mapped[float] = mapped_column(Float)
     n_pairs: Mapped[int] = mapped_column(Integer)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created: Mapped[datetime] = _created()
+
+
+class OpenSetCalibration(Base):
+    """find's operating point for a collection: the best non-mated similarities measured on its
+    own gallery (or the model's prior), at the gallery size they were measured at."""
+
+    __tablename__ = "open_set_calibrations"
+    __table_args__ = (Index(None, "collection_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(64))
+    gallery_faces: Mapped[int] = mapped_column(Integer)
+    gallery_identities: Mapped[int] = mapped_column(Integer)
+    n_searches: Mapped[int] = mapped_column(Integer)
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created: Mapped[datetime] = _created()
 

@@ -29,6 +29,7 @@ class CollectionRecord:
     metric: str
     threshold: float | None
     created: datetime
+    target_fpir: float | None = None
 
     @property
     def model_tag(self) -> str:
@@ -129,6 +130,19 @@ class CalibrationRecord:
     threshold: float
     tar: float
     n_pairs: int
+    report: dict[str, Any] = field(default_factory=dict)
+    created: datetime | None = None
+
+
+@dataclass
+class OpenSetRecord:
+    id: int
+    collection_id: int
+    model: str
+    source: str
+    gallery_faces: int
+    gallery_identities: int
+    n_searches: int
     report: dict[str, Any] = field(default_factory=dict)
     created: datetime | None = None
 

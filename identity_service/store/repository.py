@@ -30,11 +30,12 @@ from ..errors import DuplicateError, UnknownCollectionError
 from .admin import AdminMixin
 from .convert import to_collection, to_identity
 from .faces import FacesMixin
-from .models import Calibration, Collection, Face, Identity, IndexLog
+from .models import Calibration, Collection, Face, Identity, IndexLog, OpenSetCalibration
+from .open_set import OpenSetMixin
 from .records import CollectionCounts, CollectionRecord, IdentityRecord
 
 
-class Repository(FacesMixin, AdminMixin):
+class Repository(FacesMixin, OpenSetMixin, AdminMixin):
     # ---- collections ------------------------------------------------------------------
 
     def create_collection(
@@ -46,6 +47,7 @@ class Repository(FacesMixin, AdminMixin):
         metric: str = "cosine",
         tenant: str = "default",
         threshold: float | None = None,
+        target_fpir: float | None = None,
     ) -> CollectionRecord:
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -57,6 +59,7 @@ class Repository(FacesMixin, AdminMixin):
             dim=dim,
             metric=metric,
             threshold=threshold,
+            target_fpir=target_fpir,
         )
         try:
             with self._tx(write=True) as s:
@@ -100,12 +103,19 @@ class Repository(FacesMixin, AdminMixin):
             row.threshold = threshold
             return to_collection(row)
 
+    def set_target_fpir(self, collection_id: int, target_fpir: float | None) -> CollectionRecord:
+        with self._tx(write=True) as s:
+            row = self._collection(s, collection_id, lock=True)
+            row.target_fpir = target_fpir
+            s.flush()
+            return to_collection(row)
+
     def delete_collection(self, collection_id: int) -> None:
         """Drop a collection with all its identities, faces and log (followers must drop
         their index for it: its log is gone too)."""
         with self._tx(write=True) as s:
             self._collection(s, collection_id, lock=True)
-            for model in (IndexLog, Face, Identity):
+            for model in (IndexLog, Face, Identity, OpenSetCalibration):
                 s.execute(delete(model).where(model.collection_id == collection_id))
             s.execute(
                 Calibration.__table__.update()

@@ -50,6 +50,14 @@ def test_find_verify_represent_through_the_client(api, keys, people, lfw_image):
     matches = acme.find(people, lfw_image("Abel_Pacheco", 3), k=2)
     assert matches[0].external_id == "abel" and matches[0].accepted
     assert len(matches) == 2 and not matches[1].accepted
+    point = matches.operating_point  # which decision was applied, in every answer
+    assert point.target_fpir == 0.01 and point.gallery_identities == 2
+    assert matches[0].threshold == point.threshold and point.source
+    strict = acme.find(people, lfw_image("Abel_Pacheco", 3), k=1, fpir=0.001)
+    assert strict.operating_point.target_fpir == 0.001
+    assert strict.operating_point.threshold < point.threshold
+    fixed = acme.find(people, lfw_image("Abel_Pacheco", 3), k=1, threshold=0.5)
+    assert fixed.operating_point.threshold == 0.5 and fixed.operating_point.target_fpir is None
     pil = Image.open(lfw_image("Adam_Sandler", 3))
     assert acme.find(people, pil, k=1)[0].external_id == "adam"
 

@@ -10,7 +10,7 @@ from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
 from identity_service.api.settings import ApiSettings
 from identity_service.attributes import train_head
-from identity_service.attributes.analyze import models_for
+from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
 from identity_service.attributes.data import GENDERS, RACES
 from identity_service.attributes.heads import AGE_BINS
 from identity_service.client import Analysis, FaceIDClient, ValidationError
@@ -35,7 +35,7 @@ def test_analyze_without_heads_says_how_to_train_them(api, lfw_image):
 
 def test_analyze_returns_every_attribute(api, lfw_image):
     app, client = api
-    pipeline = app.state.runtime.service.pipeline()
+    pipeline = app.state.runtime.service.pipeline(ATTRIBUTE_EMBEDDER)  # what analyze reads
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 128)).astype(np.float32)
     models = models_for(pipeline)

@@ -9,7 +9,7 @@ import pytest
 
 from identity_service import FacePipeline
 from identity_service.attributes import HEAD_FILES, analyze_images, describe_heads, train_head
-from identity_service.attributes.analyze import models_for
+from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
 from identity_service.attributes.data import (
     EMOTIONS,
     GENDERS,
@@ -59,7 +59,7 @@ def tiny_pipeline(tmp_path_factory):
     """A pipeline whose heads are tiny ones trained here on synthetic embeddings (its model
     cache is empty, so no tuned head trained elsewhere answers instead)."""
     settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("tiny")})
-    pipeline = FacePipeline(settings=settings)
+    pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 128)).astype(np.float32)
     models = models_for(pipeline)
@@ -124,7 +124,7 @@ def trained_pipeline(tmp_path_factory):
     cache. The heads are saved as ONNX into that cache and loaded back by ``analyze``.
     """
     settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("faceid")})
-    pipeline = FacePipeline(settings=settings)
+    pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     cache = settings.cache_dir
 
     lfw = [(p, g) for p, g in read_lfw_gender(settings.lfw_dir) if p.endswith("_0001.jpg")]

@@ -10,7 +10,7 @@ import torch
 
 from identity_service import FacePipeline
 from identity_service.attributes import HEAD_FILES, train_head
-from identity_service.attributes.analyze import models_for
+from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
 from identity_service.attributes.chips import face_chips
 from identity_service.attributes.data import GENDERS, RACES
 from identity_service.attributes.heads import heads_dir, probabilities_from_features
@@ -124,7 +124,7 @@ def test_a_lower_cut_trains_and_exports_the_stages_from_it(net):
 def test_face_chips_are_the_pipelines_own_chips():
     shared = get_settings().shared_dir / "data" / "lfw" / "images"
     paths = sorted((shared / "Adrien_Brody").glob("*.jpg"))[:2]
-    with FacePipeline() as pipeline:
+    with FacePipeline(embedder=ATTRIBUTE_EMBEDDER) as pipeline:
         chips = face_chips(pipeline, paths)
         assert chips.shape == (2, 150, 150, 3) and chips.dtype == np.uint8
         for chip, path in zip(chips, paths, strict=True):
@@ -183,7 +183,7 @@ def _tiny_head(meta: dict[str, object]):
 
 def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_image):
     settings = get_settings().model_copy(update={"data_dir": tmp_path})
-    pipeline = FacePipeline(settings=settings)
+    pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     _tiny_features("another-embedder@1").save(heads_dir(settings) / FEATURES_FILE)
     head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "a1"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
@@ -193,7 +193,7 @@ def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_im
 
 def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
     settings = get_settings().model_copy(update={"data_dir": tmp_path})
-    pipeline = FacePipeline(settings=settings)
+    pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     _tiny_features(pipeline.model).save(heads_dir(settings) / FEATURES_FILE)
     head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "b2"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
@@ -205,7 +205,7 @@ def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
 
 def test_an_older_tuned_head_without_the_network_is_not_used(tmp_path, caplog):
     settings = get_settings().model_copy(update={"data_dir": tmp_path})
-    pipeline = FacePipeline(settings=settings)
+    pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     head = _tiny_head({"embedder": pipeline.model, "reads": "dlib-chip-150"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
     with caplog.at_level("WARNING"):

@@ -102,8 +102,10 @@ def test_stored_calibrations_drive_find_and_verify(service, lfw_image):
     assert coll.threshold == pytest.approx(run.calibration.threshold)
     in_force = service.threshold_in_force(coll)
     assert in_force.source == describe(rec) and in_force.source.startswith(f"calibration #{rec.id}")
-    matches = service.find("people", lfw_image("Abel_Pacheco", 4), k=2)
-    assert matches[0].threshold == pytest.approx(run.calibration.threshold)
+    # find decides 1:N at its own open-set operating point, never at the 1:1 calibration.
+    point = service.find("people", lfw_image("Abel_Pacheco", 4), k=2).operating_point
+    assert point.target_fpir == 0.01 and point.source.startswith("model prior")
+    assert point.threshold != pytest.approx(run.calibration.threshold)
     # A collection's calibration is not the model's: verify still uses the model default.
     assert (
         "calibration"

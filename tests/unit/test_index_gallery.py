@@ -319,3 +319,27 @@ def test_concurrent_searches_never_crash_nor_see_removed_ids(kind):
     assert not errors, errors[0]
     assert len(index) == 2400 - len(removed)
     assert min(searches) > 0, searches
+
+
+def test_refine_chooses_candidates_of_wide_embeddings_in_128_dims(tmp_path):
+    from identity_service.index import load_snapshot, save_snapshot
+
+    dim = 320
+    x = clustered(4000, dim, clusters=200, spread=1.0)
+    ids = np.arange(4000, dtype=np.int64) + 10
+    index = GalleryIndex(dim, "ivfpq-refine", ivf_min_train=1000)
+    index.add(ids, x)
+    assert index.export_state().extra["code_dim"] == 128
+    q = probes(x, 80)
+    sims, found = index.search(q, 5, nprobe=10_000)
+    exact = np.argmax(q @ x.T, axis=1) + 10
+    assert (found[:, 0] == exact).mean() >= 0.95
+    np.testing.assert_allclose(sims, np.einsum("qkd,qd->qk", x[found - 10], q), atol=1e-5)
+    index.remove(found[:10, 0])
+    after, _ = index.search(q[:10], 1, nprobe=10_000)
+    assert not set(index.search(q[:10], 3, nprobe=10_000)[1].ravel()) & set(found[:10, 0])
+    path = save_snapshot(index, tmp_path / "wide.fidx", seq=5)
+    loaded, seq, _ = load_snapshot(path, dim=dim)
+    again = loaded.search(q, 5, nprobe=10_000)
+    np.testing.assert_array_equal(again[1], index.search(q, 5, nprobe=10_000)[1])
+    assert seq == 5 and len(loaded) == 3990 and after.shape == (10, 1)

@@ -58,8 +58,11 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("attach")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FACEID_ADAPTER_DIR", str(root / "adapters"))
+        mp.setenv("FACEID_EMBEDDER", BASE)  # adapters here are trained on dlib's embeddings
         get_settings.cache_clear()
-        yield Settings(data_dir=root / "data", adapter_dir=root / "adapters", workers=1)
+        yield Settings(
+            data_dir=root / "data", adapter_dir=root / "adapters", workers=1, embedder=BASE
+        )
     get_settings.cache_clear()
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from identity_service import FacePipeline
+from identity_service import FacePipeline, get_settings
 from identity_service.errors import NoFaceError, UndecodableImageError
 from identity_service.eval.lfw import read_pairs
+from identity_service.models import get_model
 
 
 def test_verify_same_and_different(pipeline, lfw_image):
@@ -93,7 +94,8 @@ def test_cli_verify_json_and_errors(lfw_image, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["verified"] is True
     result = runner.invoke(app, ["represent", a, "--json"])
-    assert len(json.loads(result.output)["faces"][0]["embedding"]) == 128
+    default_dim = get_model(get_settings().embedder).dim
+    assert len(json.loads(result.output)["faces"][0]["embedding"]) == default_dim
     result = runner.invoke(app, ["detect", a, "--json", "--detector", "yunet"])
     assert json.loads(result.output)["detector"] == "yunet"
 

@@ -29,6 +29,7 @@ TABLES = {
     "identities",
     "index_log",
     "jobs",
+    "open_set_calibrations",
 }
 
 
