@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..config import Settings, get_settings
 from ..learn.installed import InstalledAdapter, list_installed
-from ..models import MODELS, locate
+from ..models import MODELS, ModelSpec, locate
 from .app import app, console, print_json
 
 
@@ -41,6 +41,8 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
                     ),
                     "licence": spec.licence,
                     "description": spec.description,
+                    "input": input_contract(spec),
+                    "training_data": spec.extra.get("training_data"),
                 }
             )
             if spec.name in heads:  # trained here: its data, seed and held-out metrics
@@ -57,7 +59,12 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
         table.add_column(col, overflow="fold")
     for r in rows:
         where = r["found"] or "[red]missing[/red]"
-        table.add_row(r["model"], r["kind"], r["file"], where, r["licence"])
+        licence = str(r["licence"])
+        if r["training_data"]:
+            licence += f"; trained on {r['training_data']}"
+        if r["input"]:
+            licence += f"; input: {r['input']}"
+        table.add_row(r["model"], r["kind"], r["file"], where, licence)
     console.print(table)
     if adapters:
         console.print(_adapter_table(adapters, settings))
@@ -100,3 +107,21 @@ def _adapter_table(adapters: list[InstalledAdapter], settings: Settings) -> Tabl
         where = str(onnx) if onnx.is_file() else f"[red]missing[/red] {onnx}"
         table.add_row(a.name, a.base, str(a.out_dim), threshold, a.sha256, where)
     return table
+
+
+def input_contract(spec: ModelSpec) -> str | None:
+    """An embedder's input contract in one line (None for other kinds)."""
+    if spec.kind != "embedder" or spec.input_size is None:
+        return None
+    height, width = spec.input_size
+    if "fuses" in spec.extra:
+        return f"each part's own ({' + '.join(map(str, spec.extra['fuses']))})"  # type: ignore[arg-type]
+    face = spec.face_input
+    if spec.input_size == (150, 150):
+        return "dlib's 150x150 face chip from its 5-point shape"
+    return (
+        f"{width}x{height} ArcFace 5-point template (least squares, all 5 landmarks of "
+        f"{spec.detector or 'the detector'}), {face.layout.upper()} RGB, "
+        f"(x - {face.mean:g}) / {face.std:g}"
+        + (", face and mirror averaged" if face.mirror else "")
+    )

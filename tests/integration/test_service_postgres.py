@@ -24,8 +24,8 @@ def test_refuses_an_unmigrated_database(postgres_url, tmp_path):
         FaceService(_settings(postgres_url, tmp_path, "a"))
 
 
-def _vectors(n: int, seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=(n, 128)).astype(np.float32)
+def _vectors(n: int, seed: int, dim: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -39,7 +39,7 @@ def test_two_nodes_concurrent_enroll_and_find_and_total_delete(postgres_url, tmp
     assert reader.find("pg", probe, k=1)[0].external_id == "Adam_Sandler"
 
     # Many identities written through the repository while the reader keeps querying.
-    vectors = _vectors(300, 0)
+    vectors = _vectors(300, 0, coll.dim)
     errors: list[BaseException] = []
     stop = threading.Event()
 

@@ -96,3 +96,19 @@ def test_a_file_with_another_sha256_is_refused(tmp_path):
     settings = Settings(model_dir=tmp_path / "models", data_dir=tmp_path / "d")
     with pytest.raises(ChecksumMismatchError):
         create_embedder(MFN, settings)
+
+
+def test_faceid_models_shows_contract_licence_and_training_data():
+    import json
+
+    from typer.testing import CliRunner
+
+    from identity_service.cli import app
+
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = [r for r in json.loads(result.output) if r.get("model") == f"{MFN}@1"]
+    assert "NHWC" in row["input"] and "(x - 127.5) / 128" in row["input"]
+    assert "all 5 landmarks" in row["input"] and "mirror" in row["input"]
+    assert "Apache-2.0" in row["licence"] and "MS-Celeb-1M" in row["training_data"]
+    assert row["sha256"] == get_model(MFN).files[0].sha256 and row["found"]
