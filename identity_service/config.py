@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # ~20x less CPU) or through dlib itself.
     dlib_runtime: Literal["onnx", "dlib"] = "onnx"
     workers: int = Field(default=1, ge=1, description="processes used by batch embedding")
+    # Which attribute models analyze uses: the published set (pinned in the registry, read from
+    # the model folder's attributes/) or the set `faceid train-attributes` wrote to the cache.
+    attribute_models: Literal["published", "trained"] = "published"
 
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import FaceIDError
+from ..errors import FaceIDError, ModelError
 from .errors import BY_STATUS, InternalError, ValidationError
 
 log = logging.getLogger("identity_service.api")
@@ -35,7 +35,9 @@ def _jsonable(value: Any) -> Any:
 
 def faceid_response(exc: FaceIDError) -> JSONResponse:
     status = exc.http_status
-    headers = {"Retry-After": "1"} if status == 503 else None
+    # A missing or damaged model file does not come back by retrying: no Retry-After for it.
+    retry = status == 503 and not isinstance(exc, ModelError)
+    headers = {"Retry-After": "1"} if retry else None
     if status >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return JSONResponse(

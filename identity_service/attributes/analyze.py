@@ -24,7 +24,7 @@ from .heads import (
     HEAD_FILES,
     Head,
     age_from_probabilities,
-    heads_dir,
+    attribute_path,
     load_head,
     probabilities_from_features,
 )
@@ -127,7 +127,7 @@ class AttributeModels:
         name = f"{action}-tuned"
         if name in self.heads:
             return self.heads[name]  # checked against the features model when loaded
-        if not (heads_dir(self.pipeline.settings) / HEAD_FILES[name]).is_file():
+        if attribute_path(HEAD_FILES[name], self.pipeline.settings, required=False) is None:
             return None  # not trained: the embedding head answers
         try:
             features = self.tuned_features()

@@ -57,8 +57,42 @@ NAME_KEY, CLASSES_KEY, FORMAT_KEY = "name", "classes", "faceid_head_format"
 
 
 def heads_dir(settings: Settings | None = None) -> Path:
+    """Where `faceid train-attributes` writes its models (faceid's cache): the trained set."""
     settings = settings or get_settings()
     return settings.model_cache_dir
+
+
+def attribute_path(
+    filename: str, settings: Settings | None = None, *, required: bool = True
+) -> Path | None:
+    """The attribute model file in force: the published one (registry: the model folder's
+    attributes/, sha256 checked) or, with ``FACEID_ATTRIBUTE_MODELS=trained``, the one in
+    :func:`heads_dir`. ``None`` when it is missing and not ``required``."""
+    from ..models import get_model, resolve_file
+
+    settings = settings or get_settings()
+    if settings.attribute_models == "trained":
+        path = heads_dir(settings) / filename
+        legacy = path.with_suffix(LEGACY_SUFFIX)
+        if not path.is_file() and legacy.is_file():
+            convert_legacy_head(legacy, path)
+        if path.is_file():
+            return path
+        if not required:
+            return None
+        raise ModelFileMissingError(
+            f"attribute model {filename} not trained yet: {path} is missing; run "
+            "`faceid train-attributes` to train it from the shared data, or unset "
+            "FACEID_ATTRIBUTE_MODELS to use the published models",
+            filename=path.name,
+            looked=[str(path), str(legacy)],
+        )
+    try:
+        return resolve_file(get_model(filename.removesuffix(".onnx")).files[0], settings)
+    except ModelFileMissingError:
+        if required:
+            raise
+        return None
 
 
 @dataclass
@@ -254,18 +288,10 @@ def convert_legacy_head(npz_path: Path, onnx_path: Path) -> Path:
 
 
 def head_path(action: str, settings: Settings | None = None) -> Path:
-    """The head's ``.onnx`` file, converted from an old ``.npz`` beside it when only that exists."""
-    path = heads_dir(settings) / HEAD_FILES[action]
-    legacy = path.with_suffix(LEGACY_SUFFIX)
-    if not path.is_file() and legacy.is_file():
-        convert_legacy_head(legacy, path)
-    if not path.is_file():
-        raise ModelFileMissingError(
-            f"attribute head {action!r} not trained yet: {path} is missing; "
-            "run `faceid train-attributes` to train it from the shared data",
-            filename=path.name,
-            looked=[str(path), str(legacy)],
-        )
+    """The head's ``.onnx`` file in force (a trained one is converted from an old ``.npz``
+    beside it when only that exists)."""
+    path = attribute_path(HEAD_FILES[action], settings)
+    assert path is not None
     return path
 
 
@@ -304,9 +330,13 @@ class HeadInfo:
 
 def describe_heads(settings: Settings | None = None) -> list[HeadInfo]:
     """Each head's file, provenance and metrics, read from its ONNX metadata; converts nothing."""
+    settings = settings or get_settings()
     out = []
     for action, filename in HEAD_FILES.items():
-        path = heads_dir(settings) / filename
+        if settings.attribute_models == "published":
+            path = attribute_path(filename, settings, required=False) or Path(filename)
+        else:
+            path = heads_dir(settings) / filename
         legacy = path.with_suffix(LEGACY_SUFFIX)
         info = HeadInfo(
             action, path, path.is_file(), legacy_path=legacy if legacy.is_file() else None

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..config import Settings, get_settings
 from ..embed.dlib_format import CHIP_SIZE, DlibResNet
-from ..errors import ModelError, ModelFileMissingError
+from ..errors import ModelError
 from ..files import write_bytes_atomically
-from .heads import INPUT_NAME, IR_VERSION, OPSET, heads_dir, read_stamp, stamp
+from .heads import INPUT_NAME, IR_VERSION, OPSET, attribute_path, heads_dir, read_stamp, stamp
 from .runtime import ort_session
 
 FEATURES_FILE = "faceid-attr-tuned-features.onnx"
@@ -86,15 +86,10 @@ def features_path(settings: Settings | None = None) -> Path:
 
 
 def load_features(settings: Settings | None = None) -> TunedFeatures:
+    """The tuned network in force (published, or the trained one: see ``attribute_path``)."""
     settings = settings or get_settings()
-    path = features_path(settings)
-    if not path.is_file():
-        raise ModelFileMissingError(
-            f"the tuned network is not trained yet: {path} is missing; run "
-            "`faceid train-attributes` to train it from the shared data",
-            filename=path.name,
-            looked=[str(path)],
-        )
+    path = attribute_path(FEATURES_FILE, settings)
+    assert path is not None
     return TunedFeatures.load(path, settings.device)
 
 

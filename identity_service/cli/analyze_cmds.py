@@ -216,6 +216,11 @@ def train_attributes_command(
         err_console.print(f"[red]{exc.code}[/red]: {exc}")
         raise typer.Exit(1) from None
     report["seconds"] = round(time.perf_counter() - start, 1)
+    if settings.attribute_models != "trained":
+        err_console.print(
+            "analyze uses the published attribute models; set FACEID_ATTRIBUTE_MODELS=trained "
+            f"to use these ({settings.model_cache_dir})"
+        )
     if json_out:
         print_json(report)
         return

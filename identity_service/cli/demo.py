@@ -51,6 +51,7 @@ def run_demo(folder: Path, limit: int | None, collection: str, workers: int) -> 
             )
             _find(service, coll, probes, strangers)
             _verify(service, by_person)
+            _analyze(service, [paths[0] for paths in list(by_person.values())[:3]])
     finally:
         shutil.rmtree(view, ignore_errors=True)
 
@@ -127,3 +128,30 @@ def _verify(service: FaceService, by_person: dict[str, list[Path]]) -> None:
             f"   {a.name} vs {b.name}: {verdict} (distance {r.distance:.4f}, threshold "
             f"{r.threshold:.4f}, {r.timings_ms['total']:.0f} ms)"
         )
+
+
+def _analyze(service: FaceService, photos: list[Path]) -> None:
+    from ..attributes.analyze import ATTRIBUTE_EMBEDDER
+
+    console.print("[bold]4. analyze[/bold] (age, gender, emotion, race, with their scores)")
+    pipeline = service.pipeline(ATTRIBUTE_EMBEDDER)
+    table = Table()
+    for col in ("photo", "age", "gender", "emotion", "race"):
+        table.add_column(col)
+    for photo in photos:
+        try:
+            face = pipeline.analyze(photo, max_faces=1)[0]
+        except FaceIDError as exc:
+            console.print(f"   {photo.name}: {exc.code}: {exc.message}")
+            continue
+        cells = []
+        for attr in (face.age, face.gender, face.emotion, face.race):
+            score = max(attr.scores.values()) if attr is not None and attr.scores else None
+            if attr is None:
+                cells.append("")
+            elif isinstance(attr.value, float):
+                cells.append(f"{attr.value:.0f}")
+            else:
+                cells.append(f"{attr.value} ({score:.2f})")
+        table.add_row(photo.name, *cells)
+    console.print(table)

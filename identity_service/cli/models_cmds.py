@@ -9,17 +9,29 @@ import typer
 from rich.table import Table
 
 from ..config import Settings, get_settings
+from ..errors import FaceIDError
 from ..learn.installed import InstalledAdapter, list_installed
 from ..models import MODELS, ModelSpec, locate
 from .app import app, console, print_json
 
 
 @app.command("models")
-def models_command(json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
-    """List models, where each file was found (or not), and their licences."""
+def models_command(
+    action: str = typer.Argument(
+        None, help="'verify': check every file in force against its pin or its provenance"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List models, where each file was found (or not), their licences, and which attribute
+    set is in force; `faceid models verify` checks the files."""
     from ..attributes import describe_heads
 
     settings = get_settings()
+    if action is not None:
+        if action != "verify":
+            raise typer.BadParameter(f"unknown action {action!r}; the one action is verify")
+        verify_models(settings, json_out)
+        return
     heads = {f"faceid-attr-{h.action}": h for h in describe_heads(settings)}
     rows = []
     for spec in MODELS.values():
@@ -53,7 +65,10 @@ def models_command(json_out: bool = typer.Option(False, "--json", help="print JS
     if json_out:
         print_json(rows + [_adapter_row(a, settings) for a in adapters])
         return
-    folders = f"folder: {settings.resolved_model_dir}; cache: {settings.model_cache_dir}"
+    folders = (
+        f"folder: {settings.resolved_model_dir}; cache: {settings.model_cache_dir}; "
+        f"attribute models in force: {settings.attribute_models}"
+    )
     table = Table(title=f"models ({folders})")
     for col in ("model", "kind", "file", "where", "licence"):
         table.add_column(col, overflow="fold")
@@ -125,3 +140,45 @@ def input_contract(spec: ModelSpec) -> str | None:
         f"(x - {face.mean:g}) / {face.std:g}"
         + (", face and mirror averaged" if face.mirror else "")
     )
+
+
+def verify_models(settings: Settings, json_out: bool) -> None:
+    """Every pinned file that is present, hashed against its pin; with the trained attribute
+    set in force, each trained file's recorded provenance. Exits 1 if any check fails."""
+    from ..attributes.heads import HEAD_FILES, heads_dir, read_stamp
+    from ..attributes.runtime import ort_session
+    from ..attributes.tuned_features import FEATURES_FILE
+    from ..models.download import sha256_of
+
+    rows = []
+    seen: set[Path] = set()
+    for spec in MODELS.values():
+        for file in spec.files:
+            found, _ = locate(file, settings)
+            if found is None or file.sha256 is None or found in seen:
+                continue
+            seen.add(found)
+            actual = sha256_of(found)
+            rows.append({"file": str(found), "check": "sha256 pin", "ok": actual == file.sha256})
+    if settings.attribute_models == "trained":
+        for filename in [*HEAD_FILES.values(), FEATURES_FILE]:
+            path = heads_dir(settings) / filename
+            if not path.is_file():
+                continue
+            try:
+                _, _, meta = read_stamp(ort_session(path, "cpu", path.name), path)
+                ok = bool(meta.get("trained_by")) and "seed" in meta
+            except FaceIDError:
+                ok = False
+            rows.append({"file": str(path), "check": "recorded provenance", "ok": ok})
+    if json_out:
+        print_json(rows)
+    else:
+        table = Table(title="model files in force")
+        for col in ("file", "check", "result"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(r["file"], r["check"], "ok" if r["ok"] else "[red]FAILED[/red]")
+        console.print(table)
+    if not all(r["ok"] for r in rows):
+        raise typer.Exit(1)

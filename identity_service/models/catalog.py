@@ -90,6 +90,25 @@ _FACE_HEADS = (
 )
 
 
+# The published attribute models: what `faceid train-attributes` (default seed and recipes)
+# produced from the shared data, released in the model folder's attributes/ (its manifest.json
+# lists their provenance). Retrained files go to faceid's cache and are used only with
+# FACEID_ATTRIBUTE_MODELS=trained.
+PUBLISHED_ATTRIBUTES = {
+    "faceid-attr-age": "e0ce76613eb1819b9fbbcd30c58c1bdb497cf86c12b2bdf3518d9ad7db6ce65c",
+    "faceid-attr-age-tuned": "ac31c4d1d8ce28f0235c35984be0364b2150e0148cf135ae17dd6d050efa0c59",
+    "faceid-attr-emotion": "e02a43e5a396d5067f67c9813f9b70121f39e75137f4ba424adfdd3d90fad360",
+    "faceid-attr-emotion-cnn": "2fe5c0e1c3a9a4015b34175ffce4a2a7927cd7b36f70dd854d4d7814297fd1d1",
+    "faceid-attr-gender": "114b329830e682ac6ac081c0773086fb1f4cd533304494d9526b292b92c88995",
+    "faceid-attr-gender-tuned": "5843fdfa4da3583745c2b93df243450b3b06a3172e49dcc296c0f3e059cae23a",
+    "faceid-attr-race": "84a4483c59e8a87666d671cfc494590c9bff3b42747e2720c5ab93d9aef7b2d5",
+    "faceid-attr-race-tuned": "e7dfc9ec5dc68c29886fc977eb764aa60582ff9a84aa6691aee10b65a7e7aa69",
+    "faceid-attr-tuned-features": (
+        "28b71d8f4c998e4ea2c622e2538cac649bff1f609621c833db93c87e3ed71adc"
+    ),
+}
+
+
 def _trained(
     name: str,
     licence: str,
@@ -97,15 +116,16 @@ def _trained(
     data: str,
     input_size: tuple[int, int] | None = None,
 ) -> ModelSpec:
-    """A model `faceid train-attributes` trains into <data_dir>/cache/models (not shipped)."""
+    """A model `faceid train-attributes` trains; its published file is pinned here."""
     return ModelSpec(
         name=name,
         version="1",
         kind="attribute",
-        files=(ModelFile(filename=f"{name}.onnx", sha256=None, url=None),),
+        # No public URL: the model folder's attributes/ is the release location.
+        files=(ModelFile(f"attributes/{name}.onnx", sha256=PUBLISHED_ATTRIBUTES[name], url=None),),
         licence=licence,
-        description=f"{description}; trained by `faceid train-attributes` on {data}, written "
-        "to <data_dir>/cache/models (not shipped)",
+        description=f"{description}; published as trained by `faceid train-attributes` on "
+        f"{data} (retrain into <data_dir>/cache/models and set FACEID_ATTRIBUTE_MODELS=trained)",
         input_size=input_size,
         extra={"trained_by": "faceid train-attributes", "data": data},
     )

@@ -19,7 +19,12 @@ from identity_service.errors import ModelFileMissingError
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    settings = ApiSettings(data_dir=tmp_path_factory.mktemp("api"), workers=1, api_auth=True)
+    settings = ApiSettings(
+        data_dir=tmp_path_factory.mktemp("api"),
+        workers=1,
+        api_auth=True,
+        attribute_models="trained",  # the cache's own set: none until trained
+    )
     app = create_app(settings)
     with TestClient(app) as http:
         repo = app.state.runtime.service.repo

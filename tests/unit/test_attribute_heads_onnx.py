@@ -53,7 +53,7 @@ def _embeddings(n: int = 50, dim: int = 128, seed: int = 1) -> np.ndarray:
 
 
 def _settings(tmp_path, **kw) -> Settings:
-    return Settings(data_dir=tmp_path, **kw)
+    return Settings(data_dir=tmp_path, attribute_models="trained", **kw)
 
 
 def _save_race_head(settings: Settings, w: MlpWeights | None = None) -> Head:

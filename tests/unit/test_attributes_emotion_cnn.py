@@ -133,7 +133,9 @@ def test_retraining_without_a_cnn_removes_the_old_one(members, tmp_path):
     from identity_service.attributes.train_emotion import EmotionData, save_emotion_models
 
     head, cnn = members
-    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path, "attribute_models": "trained"}
+    )
     faces, y = _stripes(4, 7)
     data = EmotionData(
         x=np.zeros((4, 2, FEATURE_DIM), np.float32),

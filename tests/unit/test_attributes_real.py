@@ -58,7 +58,9 @@ FER_HAPPY = get_settings().shared_dir / "data/fer2013/validation/happy/PublicTes
 def tiny_pipeline(tmp_path_factory):
     """A pipeline whose heads are tiny ones trained here on synthetic embeddings (its model
     cache is empty, so no tuned head trained elsewhere answers instead)."""
-    settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("tiny")})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path_factory.mktemp("tiny"), "attribute_models": "trained"}
+    )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 128)).astype(np.float32)
@@ -123,7 +125,9 @@ def trained_pipeline(tmp_path_factory):
     UTKFace images (age, gender, race), embedded by the default pipeline into a temporary
     cache. The heads are saved as ONNX into that cache and loaded back by ``analyze``.
     """
-    settings = get_settings().model_copy(update={"data_dir": tmp_path_factory.mktemp("faceid")})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path_factory.mktemp("faceid"), "attribute_models": "trained"}
+    )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     cache = settings.cache_dir
 

@@ -136,7 +136,9 @@ def test_face_chips_are_the_pipelines_own_chips():
 def test_tuned_heads_need_a_dlib_pipeline_and_go_when_not_retrained(tmp_path):
     assert tuned_available(SimpleNamespace(embedder=SimpleNamespace(name="dlib-resnet-v1")))
     assert not tuned_available(SimpleNamespace(embedder=SimpleNamespace(name="arcface-r50")))
-    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path, "attribute_models": "trained"}
+    )
     folder = heads_dir(settings)
     folder.mkdir(parents=True)
     for action in ("gender", "race"):
@@ -182,7 +184,9 @@ def _tiny_head(meta: dict[str, object]):
 
 
 def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_image):
-    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path, "attribute_models": "trained"}
+    )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     _tiny_features("another-embedder@1").save(heads_dir(settings) / FEATURES_FILE)
     head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "a1"})
@@ -192,7 +196,9 @@ def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_im
 
 
 def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
-    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path, "attribute_models": "trained"}
+    )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     _tiny_features(pipeline.model).save(heads_dir(settings) / FEATURES_FILE)
     head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "b2"})
@@ -204,7 +210,9 @@ def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
 
 
 def test_an_older_tuned_head_without_the_network_is_not_used(tmp_path, caplog):
-    settings = get_settings().model_copy(update={"data_dir": tmp_path})
+    settings = get_settings().model_copy(
+        update={"data_dir": tmp_path, "attribute_models": "trained"}
+    )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     head = _tiny_head({"embedder": pipeline.model, "reads": "dlib-chip-150"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])

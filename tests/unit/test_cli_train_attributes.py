@@ -16,6 +16,7 @@ from identity_service.config import get_settings
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEID_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FACEID_ATTRIBUTE_MODELS", "trained")  # describe the set just trained
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()

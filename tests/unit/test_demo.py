@@ -1,5 +1,6 @@
 """The README's first command, ``faceid demo``, on a slice of the shared LFW photos: enrolled
-people are found, strangers come back unknown, and the operating point is shown."""
+people are found, strangers come back unknown, the operating point is shown, and analyze
+answers on a fresh data folder."""
 
 from __future__ import annotations
 
@@ -34,3 +35,5 @@ def test_demo_finds_enrolled_people_and_turns_strangers_away(tmp_path, lfw_dir):
     assert hits >= 0.9 * probes, out
     assert accepted <= max(1, n_strangers // 4), out
     assert "operating point: FPIR 0.01" in out and "same person" in out, out
+    # The analyze step answers from the published attribute models, with no training step.
+    assert "4. analyze" in out and re.search(r"\b(male|female) \(0\.\d\d\)", out), out
