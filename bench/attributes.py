@@ -30,7 +30,7 @@ from dlib_peer import MODELS, DlibPeer  # bench/dlib_peer.py
 
 from identity_service import FacePipeline, get_settings
 from identity_service.attributes import analyze_images, load_head
-from identity_service.attributes.analyze import models_for
+from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
 from identity_service.attributes.data import EMOTIONS, SEED
 from identity_service.attributes.emotion import EmotionModel
 from identity_service.attributes.fer import read_fer
@@ -184,7 +184,7 @@ def main() -> None:
     out: dict[str, object] = {}
     if args.out.is_file():
         out = json.loads(args.out.read_text())
-    with FacePipeline() as pipeline:
+    with FacePipeline(embedder=ATTRIBUTE_EMBEDDER) as pipeline:  # what analyze reads
         out["pipeline"] = {"detector": pipeline.detector.name, "embedder": pipeline.model}
         if not args.skip_heads:
             t = time.perf_counter()
