@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import get_settings
 from .errors import (
     EmptyImageError,
+    FaceIDError,
     ImageError,
     ImageTooLargeError,
     UndecodableImageError,
@@ -170,6 +171,25 @@ def _read_path(path: Path, max_bytes: int) -> bytes:
 
 
 def decode_bytes(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Untrusted bytes to RGB. Pillow's parsers raise many exception types on malformed input
+    (ValueError, SyntaxError, struct.error, ZeroDivisionError, ...): every one of them is an
+    undecodable image here, never an untyped error."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about odd metadata in damaged files; the outcome is what counts.
+            warnings.simplefilter("ignore", UserWarning)
+            return _decode(data, max_bytes, max_pixels)
+    except FaceIDError:
+        raise
+    except MemoryError as exc:
+        raise ImageTooLargeError(f"image needs more memory than there is to decode: {exc}") from exc
+    except Exception as exc:  # any parser failure on untrusted data
+        raise UndecodableImageError(
+            f"image data is malformed ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
+
+
+def _decode(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
     if not data:
         raise EmptyImageError("image data is empty")
     if len(data) > max_bytes:

@@ -226,3 +226,18 @@ def test_celery_app_configuration():
     from workers.tasks import JobTask
 
     assert JobTask.acks_late and JobTask.reject_on_worker_lost and JobTask.max_retries
+
+
+def test_a_malformed_file_fails_alone_and_the_batch_enrolls(service, tmp_path, lfw_image):
+    """A corrupt PPM named .jpg among good photos of the same batch: only it fails, typed, and
+    with its path; the good photos of its batch are enrolled."""
+    root = tmp_path / "mixed"
+    (root / "Abdullah_Gul").mkdir(parents=True)
+    for i in range(1, 5):
+        (root / "Abdullah_Gul" / f"{i}.jpg").symlink_to(lfw_image("Abdullah_Gul", i))
+    (root / "Abdullah_Gul" / "0.jpg").write_bytes(b"P6\n64 64\n99999999999\n")
+    job = get_job(service, submit_enroll_folder(service, "mixed", root, batch_size=32))
+    assert job.status == "succeeded", job.errors
+    assert (job.counts["faces_added"], job.counts["failed"]) == (4, 1)
+    (error,) = job.errors
+    assert error["image"] == "Abdullah_Gul/0.jpg" and error["code"] == "undecodable_image"
