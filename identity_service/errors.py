@@ -92,6 +92,13 @@ class UnknownFaceError(NotFoundError):
     code = "unknown_face"
 
 
+class InvalidIdentifierError(FaceIDError):
+    """An external id that the rule in :mod:`identity_service.service.ids` refuses."""
+
+    code = "invalid_id"
+    http_status = 422
+
+
 class ConflictError(FaceIDError):
     code = "conflict"
     http_status = 409

@@ -202,7 +202,7 @@ def corpus(face_jpeg: Path) -> list[Bad]:
         Bad(
             "NUL in external id",
             422,
-            "validation_error",
+            "invalid_id",
             path="/v1/collections/{c}/enroll",
             json={"external_id": "a\u0000b", "images": [b64]},
         ),

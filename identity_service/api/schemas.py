@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..service import ids
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 B64 = "base64 image bytes (JPEG, PNG, ...), optionally as a data: URL"
 
@@ -19,6 +21,17 @@ def _no_nul(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
+ExternalId = Annotated[
+    str,
+    # The rule is checked by ids.check_external_id (code invalid_id); the schema states it.
+    Field(
+        description="a person's id: 1-200 characters, no '/' or control characters, and not "
+        "'.' or '..'",
+        examples=["emp-0042"],
+        json_schema_extra={"minLength": 1, "maxLength": ids.MAX_LENGTH, "pattern": ids.PATTERN},
+    ),
+    AfterValidator(ids.check_external_id),
+]
 
 
 class ErrorDetail(BaseModel):
@@ -93,7 +106,7 @@ class DeletedOut(BaseModel):
 # -- enrollment and jobs ----------------------------------------------------------------------
 class EnrollParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    external_id: Text = Field(min_length=1, max_length=200, examples=["emp-0042"])
+    external_id: ExternalId
     name: Text | None = Field(default=None, max_length=200, examples=["Ada Lovelace"])
     metadata: dict[str, Any] | None = None
 

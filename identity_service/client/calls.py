@@ -125,5 +125,7 @@ def image_part(image: ClientImage, name: str = "image") -> tuple[str, bytes, str
 
 
 def seg(value: str | int) -> str:
-    """One URL path segment (ids may hold '/', '?', '#')."""
-    return quote(str(value), safe="")
+    """One URL path segment (ids may hold '/', '?', '#'). A '.' or '..' segment is encoded too:
+    URL normalisation would collapse it into the parent resource."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text

@@ -31,6 +31,7 @@ from ..store import (
 from ..types import OperatingPoint
 from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
+from .ids import check_external_id
 from .open_set import OpenSetPolicy
 from .ranking import Aggregate, rank_identities
 from .results import EnrollResult, ImageFailure, Matches
@@ -133,7 +134,9 @@ class FaceService(ThresholdsMixin):
         """Add photos of one person. Re-enrolling a stored photo adds nothing. With several faces
         in a photo the centre-most is enrolled (``many_faces="error"`` refuses instead)."""
         coll = self._coll(collection, tenant)
-        identity = self.repo.upsert_identity(coll.id, external_id, name, metadata)
+        identity = self.repo.upsert_identity(
+            coll.id, check_external_id(external_id), name, metadata
+        )
         result = EnrollResult(external_id=external_id, identity_id=identity.id)
         known = {sha for ext, sha in self.repo.known_images(coll.id) if ext == external_id}
         todo: list[tuple[str, str, np.ndarray]] = []

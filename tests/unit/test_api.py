@@ -219,3 +219,28 @@ def test_garbage_gets_its_documented_4xx(api, keys, people, lfw_image):
         assert http.get("/healthz").status_code == 200
     finally:
         del http.headers["X-API-Key"]
+
+
+def test_ids_that_urls_would_rewrite_are_refused_and_never_delete_a_collection(
+    api, keys, lfw_image
+):
+    from identity_service.client.calls import seg
+    from identity_service.errors import InvalidIdentifierError
+
+    acme = client(api, keys["a_admin"])
+    acme.create_collection("dots")
+    acme.enroll("dots", "keep", [lfw_image("Abdullah_Gul", 1)])
+    for bad in ("..", ".", "a/b", "tab\there", "x" * 201):
+        with pytest.raises(InvalidIdentifierError) as err:
+            acme.enroll("dots", bad, [lfw_image("Abdullah_Gul", 2)])
+        assert err.value.code == "invalid_id"
+    # The client never sends a '.' or '..' segment, so no id can address the collection.
+    assert (seg(".."), seg("."), seg("a/b")) == ("%2E%2E", "%2E", "a%2Fb")
+    with pytest.raises(UnknownIdentityError):
+        acme.delete_identity("dots", "..")
+    assert acme.collection("dots").faces == 1 and acme.identity("dots", "keep").faces == 1
+    # Ids with other punctuation still work end to end.
+    odd = "emp 42 ?#%.."
+    acme.enroll("dots", odd, [lfw_image("Abdullah_Gul", 3)])
+    assert acme.identity("dots", odd).faces == 1 and acme.delete_identity("dots", odd) == 1
+    assert acme.delete_collection("dots") == 1
