@@ -99,6 +99,13 @@ class InvalidIdentifierError(FaceIDError):
     http_status = 422
 
 
+class InvalidMetadataError(FaceIDError):
+    """Identity metadata that could not be stored and read back (see ``store.metadata``)."""
+
+    code = "invalid_metadata"
+    http_status = 422
+
+
 class ConflictError(FaceIDError):
     code = "conflict"
     http_status = 409

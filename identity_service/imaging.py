@@ -29,6 +29,7 @@ ImageInput = str | Path | bytes | bytearray | np.ndarray | Image.Image
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM"})
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+_DATA_URL_PREFIX = re.compile(r"^data:[\w/.+-]*;base64,", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def image_sha256(source: ImageInput) -> str:
     ):
         return _bytes_sha256(Path(source).read_bytes())
     if isinstance(source, str):
-        source = _b64decode(source)
+        source = base64_bytes(source)
     if isinstance(source, (bytes, bytearray)):
         return _bytes_sha256(bytes(source))
     return _pixels_sha256(load_image(source))
@@ -136,7 +137,7 @@ def _encoded_bytes(source: object, max_bytes: int) -> bytes:
         if not source:
             raise EmptyImageError("empty string given as image")
         if _DATA_URL.match(source) or (len(source) > 512 and not Path(source[:512]).suffix):
-            return _b64decode(source)
+            return base64_bytes(source)
         return _read_path(Path(source), max_bytes)
     raise ImageError(f"unsupported image input type: {type(source).__name__}")
 
@@ -147,8 +148,11 @@ def _from_decoded(source: np.ndarray | Image.Image, max_pixels: int) -> np.ndarr
     return _from_pil(source, max_pixels)
 
 
-def _b64decode(text: str) -> bytes:
-    payload = _DATA_URL.sub("", text.strip(), count=1)
+def base64_bytes(text: str) -> bytes:
+    """Base64 text to bytes: a ``data:...;base64,`` prefix and line breaks (the base64
+    command's 76 columns, MIME) are allowed; anything else that is not base64 is an
+    :class:`UndecodableImageError`."""
+    payload = "".join(_DATA_URL_PREFIX.sub("", text.strip(), count=1).split())
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -76,6 +76,14 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _too_deep(_: Request, exc: Exception) -> JSONResponse:
+    # The JSON parser recursed past Python's limit: a body nested deeper than any request needs.
+    return JSONResponse(
+        error_body(ValidationError.code, "request body is nested too deeply"),
+        ValidationError.http_status,
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(
@@ -87,4 +95,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(FaceIDError, _faceid)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RecursionError, _too_deep)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,10 +6,7 @@ a URL, whatever it looks like.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +17,9 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.datastructures import UploadFile
 
 from ..errors import UndecodableImageError
+from ..imaging import base64_bytes
 from .errors import LimitExceededError, UnsupportedMediaTypeError, ValidationError
 
-_DATA_URL = re.compile(r"^data:[\w/.+-]*;base64,", re.IGNORECASE)
 JSON_FIELDS = ("metadata",)  # form fields that carry JSON text
 
 
@@ -37,11 +34,10 @@ class ImageRequest:
 
 
 def decode_b64(text: str, field: str) -> bytes:
-    payload = _DATA_URL.sub("", text.strip(), count=1)
     try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise UndecodableImageError(f"{field}: invalid base64 image data", field=field) from exc
+        return base64_bytes(text)
+    except UndecodableImageError as exc:
+        raise UndecodableImageError(f"{field}: {exc.message}", field=field) from exc
 
 
 async def read_image_request(

@@ -97,10 +97,8 @@ def list_jobs(
     who: Principal = QueryScope,
     rt: Runtime = Rt,
 ) -> Any:
-    # Jobs carry their tenant in params; filter after a bounded over-fetch.
-    found = rt.service.repo.list_jobs(status=status, limit=limit * 4)
-    mine = [j for j in found if j.params.get("tenant", "default") == who.tenant]
-    return [job_out(j) for j in mine[:limit]]
+    found = rt.service.repo.list_jobs(status=status, limit=limit, tenant=who.tenant)
+    return [job_out(j) for j in found]
 
 
 @router.post(

@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 Rt = Depends(runtime)
 
 
-@router.get("/healthz", response_model=HealthOut)
+@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthOut)
 def healthz() -> dict[str, Any]:
     """The process answers."""
     return {"status": "ok", "checks": {}}

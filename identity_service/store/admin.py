@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DuplicateError, NotFoundError
@@ -110,8 +110,13 @@ class AdminMixin(JobPartsMixin):
         limit: int = 50,
         *,
         include_parts: bool = False,
+        tenant: str | None = None,
     ) -> list[JobRecord]:
+        """The newest jobs, filtered (``tenant``: the one in the job's params) before the
+        limit is applied."""
         stmt = select(Job).order_by(Job.created.desc(), Job.id).limit(limit)
+        if tenant is not None:
+            stmt = stmt.where(func.coalesce(Job.params["tenant"].as_string(), "default") == tenant)
         if kind is not None:
             stmt = stmt.where(Job.kind == kind)
         elif not include_parts:

@@ -30,6 +30,7 @@ from ..errors import DuplicateError, UnknownCollectionError
 from .admin import AdminMixin
 from .convert import to_collection, to_identity
 from .faces import FacesMixin
+from .metadata import check_metadata
 from .models import Calibration, Collection, Face, Identity, IndexLog, OpenSetCalibration
 from .open_set import OpenSetMixin
 from .records import CollectionCounts, CollectionRecord, IdentityRecord
@@ -148,6 +149,7 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
     ) -> IdentityRecord:
         """Create the identity, or update it: a given ``name`` or ``metadata`` replaces the
         stored one, None keeps it. A deleted identity is revived (see the module notes)."""
+        check_metadata(metadata)
         with self._tx(write=True) as s:
             self._collection(s, collection_id)
             inserted = s.execute(
@@ -209,6 +211,7 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
         merge: bool = True,
     ) -> IdentityRecord:
         """Change name and/or metadata; ``merge`` updates metadata keys instead of replacing."""
+        check_metadata(metadata)
         with self._tx(write=True) as s:
             row = self._identity(s, collection_id, external_id, lock=True)
             if name is not None:

@@ -164,3 +164,12 @@ def test_log_writers_wait_for_the_collection_lock(repo: Repository, postgres_url
     finally:
         engine.dispose()
     assert repo.counts(coll.id).faces == 1
+
+
+def test_jobs_are_filtered_by_tenant_before_the_limit(repo: Repository) -> None:
+    mine = repo.create_job("reindex", {"tenant": "acme"})
+    for _ in range(5):
+        repo.create_job("reindex", {"tenant": "beta"})
+    assert [j.id for j in repo.list_jobs(limit=1, tenant="acme")] == [mine.id]
+    legacy = repo.create_job("reindex", {})  # a job from before tenants: the default tenant
+    assert [j.id for j in repo.list_jobs(limit=1, tenant="default")] == [legacy.id]

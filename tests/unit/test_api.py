@@ -244,3 +244,36 @@ def test_ids_that_urls_would_rewrite_are_refused_and_never_delete_a_collection(
     acme.enroll("dots", odd, [lfw_image("Abdullah_Gul", 3)])
     assert acme.identity("dots", odd).faces == 1 and acme.delete_identity("dots", odd) == 1
     assert acme.delete_collection("dots") == 1
+
+
+def test_metadata_that_cannot_be_read_back_is_refused_before_it_is_stored(api, keys, people):
+    _, http = api
+    auth = {"Authorization": f"Bearer {keys['a_admin']}"}
+    url = f"/v1/collections/{people}/identities/abel"
+    before = http.get(url, headers=auth).json()
+    # A lone surrogate: valid JSON escape, but no UTF-8 text can hold it.
+    body = b'{"metadata": {"x": "\\udfff"}}'
+    response = http.patch(url, content=body, headers={**auth, "Content-Type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_metadata"
+    after = http.get(url, headers=auth)
+    assert after.status_code == 200 and after.json()["metadata"] == before["metadata"]
+    assert http.get(f"/v1/collections/{people}/identities", headers=auth).status_code == 200
+
+
+def test_deeply_nested_bodies_wrapped_base64_and_head_healthz(api, keys, people, lfw_image):
+    _, http = api
+    auth = {"Authorization": f"Bearer {keys['a_admin']}", "Content-Type": "application/json"}
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path in (f"/v1/collections/{people}/find", f"/v1/collections/{people}/enroll"):
+        response = http.post(path, content=deep, headers=auth)
+        assert 400 <= response.status_code < 500, (path, response.status_code, response.text)
+        assert "error" in response.json()
+    # base64 wrapped at 76 columns, as the base64 command writes it
+    wrapped = base64.encodebytes(lfw_image("Abel_Pacheco", 3).read_bytes()).decode()
+    assert "\n" in wrapped
+    url = f"/v1/collections/{people}/find"
+    found = http.post(url, json={"image": wrapped, "k": 1}, headers=auth)
+    plain = http.post(url, json={"image": "".join(wrapped.split()), "k": 1}, headers=auth)
+    assert found.status_code == 200 and found.json()["matches"] == plain.json()["matches"]
+    head = http.head("/healthz")
+    assert head.status_code == 200

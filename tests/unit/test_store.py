@@ -319,3 +319,15 @@ def test_calibrations_and_api_keys(repo: Repository) -> None:
     assert repo.list_api_keys(tenant="acme") == [revoked]
     with pytest.raises(NotFoundError):
         repo.revoke_api_key(999)
+
+
+def test_jobs_are_filtered_by_tenant_before_the_limit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    upgrade(url)
+    repo = Repository(make_engine(url))
+    mine = repo.create_job("reindex", {"tenant": "acme"})
+    for _ in range(5):
+        repo.create_job("reindex", {"tenant": "beta"})
+    assert [j.id for j in repo.list_jobs(limit=1, tenant="acme")] == [mine.id]
+    legacy = repo.create_job("reindex", {})
+    assert [j.id for j in repo.list_jobs(limit=1, tenant="default")] == [legacy.id]
