@@ -23,7 +23,7 @@ from . import (
     routes_query,
 )
 from .deps import Runtime
-from .middleware import GuardMiddleware, TimingMiddleware
+from .middleware import CatchAllMiddleware, GuardMiddleware, TimingMiddleware
 from .schemas import ErrorOut
 from .settings import api_settings
 
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(routes_health.router)
     # Outermost first: the guard refuses oversized bodies before anything is timed or parsed.
+    app.add_middleware(CatchAllMiddleware)  # innermost: added first
     app.add_middleware(TimingMiddleware, metrics=rt.metrics)
     app.add_middleware(GuardMiddleware, max_bytes=rt.settings.api_max_body_bytes)
     return app

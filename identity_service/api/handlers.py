@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import FaceIDError, ModelError
-from .errors import BY_STATUS, InternalError, ValidationError
+from .errors import BY_STATUS, InternalError, ServiceUnavailableError, ValidationError
 
 log = logging.getLogger("identity_service.api")
 
@@ -76,6 +77,43 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _dependency_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the database or the broker cannot be reached right now: retrying
+    later can succeed, so they answer 503 with Retry-After."""
+    import sqlalchemy.exc as sa
+
+    errors: list[type[BaseException]] = [sa.OperationalError, sa.InterfaceError, sa.TimeoutError]
+    try:
+        import kombu.exceptions
+        import redis.exceptions
+
+        errors += [kombu.exceptions.OperationalError, redis.exceptions.ConnectionError]
+    except ImportError:  # the broker's client libraries come with celery[redis]
+        pass
+    return tuple(errors)
+
+
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    request_id = uuid.uuid4().hex[:12]
+    # One line per failed request, no traceback: an outage must not flood the log.
+    log.warning(
+        "dependency unavailable: %s %s request_id=%s %s",
+        request.method,
+        request.url.path,
+        request_id,
+        type(exc).__name__,
+    )
+    return JSONResponse(
+        error_body(
+            ServiceUnavailableError.code,
+            "a dependency (database or broker) is unavailable; retry shortly",
+            {"request_id": request_id},
+        ),
+        ServiceUnavailableError.http_status,
+        headers={"Retry-After": "2", "X-Request-Id": request_id},
+    )
+
+
 async def _too_deep(_: Request, exc: Exception) -> JSONResponse:
     # The JSON parser recursed past Python's limit: a body nested deeper than any request needs.
     return JSONResponse(
@@ -96,4 +134,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RecursionError, _too_deep)
+    for error in _dependency_errors():
+        app.add_exception_handler(error, _dependency_down)
     app.add_exception_handler(Exception, _unexpected)

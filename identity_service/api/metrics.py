@@ -78,7 +78,8 @@ class Metrics:
         self.registry.register(self.faces_enrolled)
         self.index_size = Gauge(
             "faceid_index_size",
-            "vectors in each loaded gallery index",
+            "vectors in the loaded gallery indexes: per collection id when "
+            'FACEID_API_METRICS_PER_COLLECTION is on, else all of them as collection_id="*"',
             ["collection_id"],
             registry=self.registry,
         )
@@ -93,12 +94,18 @@ class Metrics:
         index_sizes: Callable[[], dict[int, int]],
         unfinished: Callable[[], int],
         faces_enrolled: Callable[[], int] | None = None,
+        *,
+        per_collection: bool = False,
     ) -> bytes:
         """The exposition text, with the gauges read at scrape time (``faces_enrolled``, the
         database count, at most once per ``FACES_ENROLLED_TTL_S``)."""
         self.index_size.clear()
-        for collection_id, size in index_sizes().items():
-            self.index_size.labels(str(collection_id)).set(size)
+        sizes = index_sizes()
+        if per_collection:
+            for collection_id, size in sizes.items():
+                self.index_size.labels(str(collection_id)).set(size)
+        else:
+            self.index_size.labels("*").set(sum(sizes.values()))
         self.jobs_unfinished.set(unfinished())
         if faces_enrolled is not None:
             self.faces_enrolled.source = faces_enrolled

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics
+
+log = logging.getLogger("identity_service.api")
 
 
 def _too_large(limit: int) -> str:
@@ -92,6 +96,56 @@ class TimingMiddleware:
             self.metrics.latency.labels(scope["method"], label, str(status)).observe(
                 time.perf_counter() - start
             )
+
+
+class CatchAllMiddleware:
+    """An error no handler knows becomes a 500 JSON answer here, logged once with a request id,
+    and the connection stays open. Re-raised to the server (as Starlette's outermost handler
+    does after answering), it would make the server drop the connection, and a client's next
+    request on it would fail with a reset."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            request_id = uuid.uuid4().hex[:12]
+            log.exception(
+                "unexpected error on %s %s request_id=%s",
+                scope.get("method"),
+                scope.get("path"),
+                request_id,
+            )
+            if started:  # the answer is half sent: nothing sound can follow it
+                raise
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "internal_error",
+                        "message": "internal server error (logged)",
+                        "details": {"request_id": request_id},
+                    }
+                }
+            ).encode()
+            headers: list[Any] = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ]
+            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -26,6 +26,9 @@ class ApiSettings(JobSettings):
     api_max_batch: int = Field(default=16, ge=1)
     api_allow_server_paths: bool = False
     api_preload: bool = True
+    # /metrics needs no key: it shows each collection's index size only when this is on (an
+    # operator's opt-in for a private scrape), otherwise the total of every loaded index.
+    api_metrics_per_collection: bool = False
     # FAISS threads per query. Requests already run in parallel, and OpenMP's fork/join on a
     # busy machine costs more than it saves: measured 8 ms vs 0.01 ms for a 1-face index and
     # 39 vs 3.5 ms at 100k faces with 2 threads vs 1 on this 2-core host. 0: FAISS's default.

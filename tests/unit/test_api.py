@@ -4,6 +4,7 @@ driven mostly through the typed client."""
 from __future__ import annotations
 
 import base64
+import re
 
 import httpx
 import numpy as np
@@ -184,9 +185,12 @@ def test_health_ready_metrics(api, people):
     assert http.get("/healthz").json()["status"] == "ok"
     ready = http.get("/readyz").json()
     assert ready["status"] == "ok" and ready["checks"]["database"] == "ok"
+    # No key is needed for these: they name no collection and count no tenant's faces.
+    assert set(ready["checks"]["indexes"]) == {"loaded"}
     text = http.get("/metrics").text
     assert 'route="/v1/collections/{collection}/find"' in text
-    assert "faceid_faces_enrolled_total" in text and "faceid_index_size{" in text
+    assert "faceid_faces_enrolled_total" in text and 'faceid_index_size{collection_id="*"}' in text
+    assert not re.search(r'faceid_index_size\{collection_id="\d+"\}', text)
 
 
 def test_bodies_over_the_limit_get_413(api, keys, people):
