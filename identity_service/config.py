@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     min_face_size: int = 20
+    # Detection runs on the image shrunk to this long side (crops still come from the full
+    # image): it bounds the time and memory one image can cost. 0: detect at full size.
+    detect_max_side: int = Field(default=2048, ge=0)
 
     database_url: str | None = None  # default: sqlite file under data_dir
     broker_url: str | None = None  # default: Celery tasks run in-process (eager)

@@ -16,6 +16,9 @@ from .base import Detector
 _LEFT_EYE = slice(36, 42)
 _RIGHT_EYE = slice(42, 48)
 _NOSE_TIP, _MOUTH_LEFT, _MOUTH_RIGHT = 30, 48, 54
+# The second, upsampled pass looks for faces too small for the first (under ~80 px). Past this
+# long side it would scan 4x the pixels of an already large image for faces that small.
+UPSAMPLE_MAX_SIDE = 1024
 
 
 def shape_to_array(shape) -> np.ndarray:
@@ -24,7 +27,8 @@ def shape_to_array(shape) -> np.ndarray:
 
 class DlibHogDetector(Detector):
     """HOG + linear SVM. Runs at the image's scale first and upsamples once only when that
-    finds nothing, so large faces cost one pass and small ones are still found."""
+    finds nothing in an image of at most ``UPSAMPLE_MAX_SIDE`` pixels, so large faces cost one
+    pass and small ones in small photos are still found."""
 
     name = "dlib-hog"
 
@@ -46,7 +50,8 @@ class DlibHogDetector(Detector):
 
         with self._lock:
             rects, scores, _ = self._detector.run(image, 0, 0.0)
-            if not rects and self._upsample_retry:
+            small = max(image.shape[:2]) <= UPSAMPLE_MAX_SIDE
+            if not rects and self._upsample_retry and small:
                 rects, scores, _ = self._detector.run(image, 1, 0.0)
             out = []
             for rect, score in zip(rects, scores, strict=True):
