@@ -123,7 +123,9 @@ class FailureOut(BaseModel):
 
 class EnrollOut(BaseModel):
     external_id: str
-    identity_id: int
+    identity_id: int | None = Field(
+        description="null when no face was enrolled and the person did not exist before"
+    )
     face_ids: list[int]
     duplicates: int
     multi_face_images: int

@@ -17,7 +17,7 @@ import numpy as np
 from ..calibration.open_set import check_fpir
 from ..config import Settings, get_settings
 from ..embed import l2_normalise
-from ..errors import FaceIDError, ModelMismatchError, NoFaceError
+from ..errors import FaceIDError, ModelMismatchError, NoFaceError, UnknownIdentityError
 from ..imaging import ImageInput, load_image_hashed
 from ..pipeline import FacePipeline
 from ..store import (
@@ -28,6 +28,7 @@ from ..store import (
     make_engine,
     upgrade,
 )
+from ..store.metadata import check_metadata
 from ..types import OperatingPoint
 from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
@@ -134,10 +135,9 @@ class FaceService(ThresholdsMixin):
         """Add photos of one person. Re-enrolling a stored photo adds nothing. With several faces
         in a photo the centre-most is enrolled (``many_faces="error"`` refuses instead)."""
         coll = self._coll(collection, tenant)
-        identity = self.repo.upsert_identity(
-            coll.id, check_external_id(external_id), name, metadata
-        )
-        result = EnrollResult(external_id=external_id, identity_id=identity.id)
+        check_external_id(external_id)
+        check_metadata(metadata)
+        result = EnrollResult(external_id=external_id, identity_id=None)
         known = {sha for ext, sha in self.repo.known_images(coll.id) if ext == external_id}
         todo: list[tuple[str, str, np.ndarray]] = []
         for i, image in enumerate(images):
@@ -166,11 +166,23 @@ class FaceService(ThresholdsMixin):
             result.multi_face_images += pick.multi_face
             if pick.face is not None:
                 new_faces.append(new_face(pick.face, sha))
+        # A person is created only with a face; an existing one takes the name and metadata.
+        if new_faces or self._identity_exists(coll, external_id):
+            identity = self.repo.upsert_identity(coll.id, external_id, name, metadata)
+            result.identity_id = identity.id
         if new_faces:
-            result.face_ids = self.repo.add_faces(coll.id, identity.id, new_faces)
+            assert result.identity_id is not None
+            result.face_ids = self.repo.add_faces(coll.id, result.identity_id, new_faces)
             result.duplicates += len(new_faces) - len(result.face_ids)
             self.galleries.notify_changed(coll)
         return result
+
+    def _identity_exists(self, coll: CollectionRecord, external_id: str) -> bool:
+        try:
+            self.repo.get_identity(coll.id, external_id)
+        except UnknownIdentityError:
+            return False
+        return True
 
     # -- identification ----------------------------------------------------------------------
     def find(

@@ -68,7 +68,7 @@ class EnrollResult:
     image is either enrolled, a duplicate of a stored one, or listed in ``failures``."""
 
     external_id: str
-    identity_id: int
+    identity_id: int | None  # None: no face was enrolled and the person did not exist before
     face_ids: list[int] = field(default_factory=list)
     duplicates: int = 0
     multi_face_images: int = 0  # images with several faces: the centre-most was enrolled

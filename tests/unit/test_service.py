@@ -196,3 +196,15 @@ def test_folder_import_refuses_oversized_files_unread(settings, lfw_image, tmp_p
     assert [(f.image, f.code) for f in report.failures] == [(str(big), "image_too_large")]
     assert opened[str(big)] == 0
     svc.close()
+
+
+def test_an_enrollment_whose_images_all_fail_creates_no_person(service):
+    result = service.enroll("people", "Nobody_Yet", [b"garbage", np.zeros((64, 64, 3), np.uint8)])
+    assert result.identity_id is None and not result.face_ids and len(result.failures) == 2
+    with pytest.raises(UnknownIdentityError):
+        service.repo.get_identity(service.collection("people").id, "Nobody_Yet")
+    # An existing person keeps their identity and takes the new name, faces or not.
+    known = service.enroll("people", "Adam_Sandler", [b"garbage"], name="Adam S.")
+    assert known.identity_id is not None and not known.face_ids
+    coll_id = service.collection("people").id
+    assert service.repo.get_identity(coll_id, "Adam_Sandler").name == "Adam S."
