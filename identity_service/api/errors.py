@@ -81,6 +81,10 @@ class ServerPathsDisabledError(PermissionDeniedError):
     code = "server_paths_disabled"
 
 
+class PathNotPermittedError(PermissionDeniedError):
+    code = "path_not_permitted"
+
+
 def error_classes() -> dict[str, type[FaceIDError]]:
     """Every error code the API can answer with, mapped to its class."""
     out: dict[str, type[FaceIDError]] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,9 +12,10 @@ from .. import jobs
 from ..store import JobRecord
 from .auth import AdminScope, EnrollScope, Principal, QueryScope
 from .deps import Runtime, collection_of, job_of, runtime
-from .errors import ServerPathsDisabledError, ValidationError
+from .errors import ValidationError
 from .inputs import image_body_openapi, read_image_request
 from .schemas import EnrollJobCreate, EnrollJSON, EnrollOut, EnrollParams, JobOut
+from .server_paths import permitted_folder
 
 router = APIRouter(tags=["enrollment"])
 Rt = Depends(runtime)
@@ -69,14 +69,9 @@ def enroll_job(
     collection: str, body: EnrollJobCreate, who: Principal = EnrollScope, rt: Runtime = Rt
 ) -> Any:
     """Enroll a folder on the server (DIR/<person>/*.jpg) as a job. Refused (403) unless the
-    server runs with ``FACEID_API_ALLOW_SERVER_PATHS=true``; URLs are never fetched."""
-    if not rt.settings.api_allow_server_paths:
-        raise ServerPathsDisabledError(
-            "this server does not accept server-side paths (FACEID_API_ALLOW_SERVER_PATHS)"
-        )
-    root = Path(body.path)
-    if not root.is_dir():
-        raise ValidationError(f"not a folder on the server: {body.path}", path=body.path)
+    server runs with ``FACEID_API_ALLOW_SERVER_PATHS=true`` and the folder lies under one of
+    ``FACEID_API_SERVER_PATH_ROOTS`` for the tenant; URLs are never fetched."""
+    root = permitted_folder(body.path, rt.settings, who.tenant)
     coll = collection_of(rt, who, collection)
     job_id = jobs.submit_enroll_folder(
         rt.service, coll.name, root, body.batch_size, limit=body.limit, tenant=who.tenant

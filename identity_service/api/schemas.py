@@ -134,7 +134,12 @@ class EnrollOut(BaseModel):
 
 class EnrollJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: Text = Field(max_length=4096, description="a folder on the server: DIR/<person>/*.jpg")
+    path: Text = Field(
+        min_length=1,
+        max_length=4096,
+        description="a folder on the server, DIR/<person>/*.jpg, under one of the server's "
+        "FACEID_API_SERVER_PATH_ROOTS (a relative path is taken under the first)",
+    )
     batch_size: int = Field(default=32, ge=1, le=1000)
     limit: int | None = Field(default=None, ge=1)
 

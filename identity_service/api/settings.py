@@ -25,6 +25,9 @@ class ApiSettings(JobSettings):
     # Images in one enroll request (bigger imports go through enroll jobs).
     api_max_batch: int = Field(default=16, ge=1)
     api_allow_server_paths: bool = False
+    # The folders server-side paths must lie under (JSON list); "{tenant}" in one stands for the
+    # requesting tenant, so each tenant reads only its own tree. None configured: none accepted.
+    api_server_path_roots: list[str] = Field(default_factory=list)
     api_preload: bool = True
     # /metrics needs no key: it shows each collection's index size only when this is on (an
     # operator's opt-in for a private scrape), otherwise the total of every loaded index.

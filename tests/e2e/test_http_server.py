@@ -104,6 +104,7 @@ def server(postgres_url: str, tmp_path: Path) -> Iterator[Server]:
         "FACEID_EMBEDDER": "dlib-resnet-v1",
         "FACEID_WORKERS": "1",
         "FACEID_API_ALLOW_SERVER_PATHS": "true",
+        "FACEID_API_SERVER_PATH_ROOTS": json.dumps([str(tmp_path)]),
         "FACEID_API_MAX_BODY_BYTES": str(4 * 1024 * 1024),
     }
     env.pop("FACEID_API_AUTH", None)

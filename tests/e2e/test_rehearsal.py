@@ -211,6 +211,7 @@ def test_production_rehearsal(
         "FACEID_EMBEDDER": "dlib-resnet-v1",
         "FACEID_WORKERS": "1",
         "FACEID_API_ALLOW_SERVER_PATHS": "true",
+        "FACEID_API_SERVER_PATH_ROOTS": json.dumps([str(tmp_path)]),
         "FACEID_API_METRICS_PER_COLLECTION": "true",  # the operator's opt-in, read below
         "FACEID_REHEARSAL_PORT_1": str(_free_port()),
         "FACEID_REHEARSAL_PORT_2": str(_free_port()),

@@ -18,6 +18,7 @@ from identity_service.api.errors import (
     AuthenticationError,
     LimitExceededError,
     PermissionDeniedError,
+    ValidationError,
 )
 from identity_service.client import FaceIDClient
 from identity_service.errors import NoFaceError, UnknownCollectionError, UnknownIdentityError
@@ -156,11 +157,31 @@ def test_enroll_jobs_need_server_paths(api, keys, people, lfw_image, tmp_path):
     settings = api[0].state.runtime.settings
     settings.api_allow_server_paths = True
     try:
+        with pytest.raises(PermissionDeniedError) as no_roots:
+            acme.enroll_job(people, str(root))
+        assert no_roots.value.code == "server_paths_disabled"
+        settings.api_server_path_roots = [str(tmp_path / "{tenant}"), str(tmp_path)]
         job = acme.enroll_job("staff", str(root), batch_size=1).wait(progress=True, timeout=60)
+        # Outside every root: refused alike whether the folder exists or not.
+        for outside in ("/etc", "/no/such/folder", f"{root}/../../.."):
+            with pytest.raises(PermissionDeniedError) as refused:
+                acme.enroll_job(people, outside)
+            assert refused.value.code == "path_not_permitted", outside
+        settings.api_server_path_roots = [str(tmp_path / "{tenant}")]  # acme's own tree only
+        with pytest.raises(PermissionDeniedError):
+            acme.enroll_job(people, str(root))
+        (tmp_path / "acme" / "Abel_Pacheco").mkdir(parents=True)
+        (tmp_path / "acme" / "Abel_Pacheco" / "3.jpg").symlink_to(lfw_image("Abel_Pacheco", 3))
+        mine = acme.enroll_job(people, "Abel_Pacheco/..", batch_size=1).wait(timeout=60)
+        assert mine.status == "succeeded"
+        with pytest.raises(ValidationError):
+            acme.enroll_job(people, "")
     finally:
         settings.api_allow_server_paths = False
+        settings.api_server_path_roots = []
     assert job.status == "succeeded" and job.counts["faces_added"] == 2
-    assert [j.id for j in acme.jobs() if j.kind == job.kind] == [job.id]
+    # Newest first, and only the jobs: their batch parts are not listed.
+    assert [j.id for j in acme.jobs() if j.kind == job.kind] == [mine.id, job.id]
 
 
 def test_client_retries_503_then_raises_typed(api):
