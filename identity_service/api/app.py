@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ from .deps import Runtime
 from .middleware import CatchAllMiddleware, GuardMiddleware, TimingMiddleware
 from .schemas import ErrorOut
 from .settings import api_settings
+
+log = logging.getLogger("identity_service.api")
 
 DESCRIPTION = """Face identification over HTTP: collections of identities, enrollment, find
 (1:N), verify (1:1) and represent (embeddings).
@@ -58,7 +61,12 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(rt.warm)
+        try:
+            await run_in_threadpool(rt.warm)
+        except handlers.dependency_errors() as exc:
+            # Stay up: /readyz answers 503 and requests 503 with Retry-After until the database
+            # (or broker) is back; the first request after that finishes the warm-up.
+            log.warning("started without a dependency (%s); not ready yet", type(exc).__name__)
         try:
             yield
         finally:

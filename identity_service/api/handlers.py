@@ -77,7 +77,7 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _dependency_errors() -> tuple[type[BaseException], ...]:
+def dependency_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean the database or the broker cannot be reached right now: retrying
     later can succeed, so they answer 503 with Retry-After."""
     import sqlalchemy.exc as sa
@@ -134,6 +134,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(RecursionError, _too_deep)
-    for error in _dependency_errors():
+    for error in dependency_errors():
         app.add_exception_handler(error, _dependency_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -102,3 +102,20 @@ def test_an_unexpected_error_answers_500_and_keeps_the_connection(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_server_started_without_its_database_stays_up_and_is_not_ready(tmp_path):
+    settings = ApiSettings(
+        data_dir=tmp_path,
+        workers=1,
+        api_auth=False,
+        database_url="postgresql+psycopg2://faceid@127.0.0.1:1/nowhere",  # nothing listens
+    )
+    with TestClient(create_app(settings)) as http:  # the lifespan runs: it must not fail
+        assert http.get("/healthz").status_code == 200
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("error")
+        assert "127.0.0.1" not in ready.text  # no host in an answer that needs no key
+        response = http.get("/v1/collections")
+        assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+        assert response.json()["error"]["code"] == "unavailable"
