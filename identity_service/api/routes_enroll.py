@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from .. import jobs
@@ -66,7 +66,15 @@ def _enroll(
 
 @router.post("/v1/collections/{collection}/enroll-jobs", status_code=202, response_model=JobOut)
 def enroll_job(
-    collection: str, body: EnrollJobCreate, who: Principal = EnrollScope, rt: Runtime = Rt
+    collection: str,
+    body: EnrollJobCreate,
+    who: Principal = EnrollScope,
+    rt: Runtime = Rt,
+    idempotency_key: str | None = Header(
+        None,
+        max_length=200,
+        description="the same key (per tenant) returns the job the first request created",
+    ),
 ) -> Any:
     """Enroll a folder on the server (DIR/<person>/*.jpg) as a job. Refused (403) unless the
     server runs with ``FACEID_API_ALLOW_SERVER_PATHS=true`` and the folder lies under one of
@@ -74,7 +82,13 @@ def enroll_job(
     root = permitted_folder(body.path, rt.settings, who.tenant)
     coll = collection_of(rt, who, collection)
     job_id = jobs.submit_enroll_folder(
-        rt.service, coll.name, root, body.batch_size, limit=body.limit, tenant=who.tenant
+        rt.service,
+        coll.name,
+        root,
+        body.batch_size,
+        limit=body.limit,
+        tenant=who.tenant,
+        idempotency_key=idempotency_key,
     )
     return job_out(rt.service.repo.get_job(job_id))
 

@@ -32,10 +32,17 @@ class Call(Generic[T]):
     json: Any = None
     data: dict[str, str] | None = None
     files: Any = None
+    headers: dict[str, str] | None = None
 
     def request_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``httpx.Client.request``."""
-        parts = {"params": self.params, "json": self.json, "data": self.data, "files": self.files}
+        parts = {
+            "params": self.params,
+            "json": self.json,
+            "data": self.data,
+            "files": self.files,
+            "headers": self.headers,
+        }
         return {k: v for k, v in parts.items() if v is not None}
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,12 +116,21 @@ class Endpoints:
 
     @endpoint
     def enroll_job(
-        self, collection: str, path: str, batch_size: int = 32, limit: int | None = None
+        self,
+        collection: str,
+        path: str,
+        batch_size: int = 32,
+        limit: int | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Call[Job]:
-        """Enroll a folder on the server (needs FACEID_API_ALLOW_SERVER_PATHS there)."""
+        """Enroll a folder on the server (needs FACEID_API_ALLOW_SERVER_PATHS there). The call
+        carries an ``Idempotency-Key`` (a fresh one unless given), so its retries after a 503
+        or a lost answer find the job the first attempt created instead of making another."""
         body = {"path": str(path), "batch_size": batch_size, "limit": limit}
         url = f"/v1/collections/{seg(collection)}/enroll-jobs"
-        return Call("POST", url, self._job, json=body)
+        key = idempotency_key or uuid.uuid4().hex
+        return Call("POST", url, self._job, json=body, headers={"Idempotency-Key": key})
 
     @endpoint
     def job(self, job_id: str) -> Call[Job]:

@@ -7,14 +7,20 @@ returns at once; with none (the embedded default) they run in this process befor
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+
 from ..config import Settings
+from ..errors import DuplicateError
 from ..service import FaceService
 from ..store import JobRecord
 from ..store.job_parts import FINISHED_STATUSES
@@ -25,6 +31,9 @@ from .recovery import messages_for
 from .settings import job_settings
 
 Target = FaceService | Settings
+log = logging.getLogger(__name__)
+# What sending to a broker that is down raises, after the publish retries.
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.ConnectionError)
 
 
 @contextmanager
@@ -60,14 +69,27 @@ def create_enroll_job(
     limit: int | None = None,
     model: str | None = None,
     tenant: str = "default",
+    job_id: str | None = None,
 ) -> JobRecord:
     """The job row and its batches for enrolling ``root`` (DIR/<person>/*.jpg), not sent yet."""
     with open_service(target) as service:
         coll = service.get_or_create_collection(collection, model, tenant)
         queue = job_settings(service.settings).embed_queue
         return plan_folder_job(
-            service, coll, Path(root), batch_size=batch_size, limit=limit, queue=queue
+            service,
+            coll,
+            Path(root),
+            batch_size=batch_size,
+            limit=limit,
+            queue=queue,
+            job_id=job_id,
         )
+
+
+def idempotent_job_id(tenant: str, key: str) -> str:
+    """The job id an ``Idempotency-Key`` stands for: the same key of the same tenant always
+    names the same job, so a retried submission finds the job the first one stored."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"faceid-job:{tenant}:{key}").hex
 
 
 def submit_enroll_folder(
@@ -79,19 +101,33 @@ def submit_enroll_folder(
     limit: int | None = None,
     model: str | None = None,
     tenant: str = "default",
+    idempotency_key: str | None = None,
 ) -> str:
-    """Enroll a folder tree as a job of batches; returns the job id."""
+    """Enroll a folder tree as a job of batches; returns the job id.
+
+    With ``idempotency_key``, a submission that repeats one already stored returns that job
+    and creates nothing. If the broker cannot take the messages, the job stays stored and
+    queued: the workers' recovery sweep sends it once the broker is back."""
     with open_service(target) as service:
-        job = create_enroll_job(
-            service,
-            collection,
-            root,
-            batch_size=batch_size,
-            limit=limit,
-            model=model,
-            tenant=tenant,
-        )
-        dispatch_job(service, job.id)
+        job_id = None if idempotency_key is None else idempotent_job_id(tenant, idempotency_key)
+        try:
+            job = create_enroll_job(
+                service,
+                collection,
+                root,
+                batch_size=batch_size,
+                limit=limit,
+                model=model,
+                tenant=tenant,
+                job_id=job_id,
+            )
+        except DuplicateError:
+            assert job_id is not None
+            return job_id  # the first submission's job
+        try:
+            dispatch_job(service, job.id)
+        except BROKER_ERRORS as exc:
+            log.warning("job %s stored; the broker is unavailable (%s)", job.id, exc)
         return job.id
 
 

@@ -62,9 +62,11 @@ def plan_folder_job(
     limit: int | None = None,
     queue: str = "cpu",
     params: dict[str, Any] | None = None,
+    job_id: str | None = None,
 ) -> JobRecord:
     """Hash the folder's images, drop those already enrolled, and create the job row with one
-    queued part per batch of ``batch_size`` images. Nothing is sent yet (see ``dispatch_job``)."""
+    queued part per batch of ``batch_size`` images. Nothing is sent yet (see ``dispatch_job``).
+    A given ``job_id`` that exists already is a :class:`DuplicateError`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     root = Path(root).resolve()
@@ -117,7 +119,9 @@ def plan_folder_job(
         }
         for batch in batches
     ]
-    return service.repo.create_job_with_parts(kind, job_params, parts, counts=counts, errors=errors)
+    return service.repo.create_job_with_parts(
+        kind, job_params, parts, counts=counts, errors=errors, job_id=job_id
+    )
 
 
 def run_enroll_part(service: FaceService, part_id: str, dispatcher: Dispatcher) -> PartOutcome:

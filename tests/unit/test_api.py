@@ -302,3 +302,26 @@ def test_deeply_nested_bodies_wrapped_base64_and_head_healthz(api, keys, people,
     assert found.status_code == 200 and found.json()["matches"] == plain.json()["matches"]
     head = http.head("/healthz")
     assert head.status_code == 200
+
+
+def test_an_idempotency_key_returns_the_first_job(api, keys, people, lfw_image, tmp_path):
+    acme = client(api, keys["a_admin"])
+    root = tmp_path / "photos" / "Adam_Sandler"
+    root.mkdir(parents=True)
+    (root / "3.jpg").symlink_to(lfw_image("Adam_Sandler", 3))
+    settings = api[0].state.runtime.settings
+    settings.api_allow_server_paths = True
+    settings.api_server_path_roots = [str(tmp_path)]
+    try:
+        first = acme.enroll_job(people, str(root.parent), idempotency_key="upload-7")
+        again = acme.enroll_job(people, str(root.parent), idempotency_key="upload-7")
+        other = acme.enroll_job(people, str(root.parent), idempotency_key="upload-8")
+    finally:
+        settings.api_allow_server_paths = False
+        settings.api_server_path_roots = []
+    assert again.id == first.id and other.id != first.id
+    from identity_service.jobs.api import idempotent_job_id
+
+    # A key names a job within its tenant only.
+    assert idempotent_job_id("acme", "upload-7") == first.id
+    assert idempotent_job_id("beta", "upload-7") != first.id

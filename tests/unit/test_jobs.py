@@ -241,3 +241,20 @@ def test_a_malformed_file_fails_alone_and_the_batch_enrolls(service, tmp_path, l
     assert (job.counts["faces_added"], job.counts["failed"]) == (4, 1)
     (error,) = job.errors
     assert error["image"] == "Abdullah_Gul/0.jpg" and error["code"] == "undecodable_image"
+
+
+def test_a_broker_outage_leaves_the_job_stored_for_the_recovery_sweep(service, photos, monkeypatch):
+    import kombu.exceptions
+
+    from identity_service.jobs import api as jobs_api
+
+    def down(*args, **kwargs):
+        raise kombu.exceptions.OperationalError("Error 111 connecting to redis")
+
+    monkeypatch.setattr(jobs_api, "dispatch_job", down)
+    job_id = jobs_api.submit_enroll_folder(service, "outage", photos, idempotency_key="k1")
+    job = service.repo.get_job(job_id)
+    assert job.status == "queued" and len(service.repo.job_parts(job_id)) > 0
+    # The client's retry with the same key finds that job and creates nothing.
+    assert jobs_api.submit_enroll_folder(service, "outage", photos, idempotency_key="k1") == job_id
+    assert [j.id for j in service.repo.list_jobs(kind=job.kind) if j.id == job_id] == [job_id]
