@@ -34,7 +34,7 @@ class ApiSettings(JobSettings):
     api_metrics_per_collection: bool = False
     # FAISS threads per query. Requests already run in parallel, and OpenMP's fork/join on a
     # busy machine costs more than it saves: measured 8 ms vs 0.01 ms for a 1-face index and
-    # 39 vs 3.5 ms at 100k faces with 2 threads vs 1 on this 2-core host. 0: FAISS's default.
+    # 39 vs 3.5 ms at 100k faces with 2 threads vs 1 on a 2-vCPU host. 0: FAISS's default.
     api_search_threads: int = Field(default=1, ge=0)
     # Tenant of requests when auth is off (a request may name another in X-FaceID-Tenant).
     api_default_tenant: str = "default"

@@ -1,4 +1,4 @@
-"""Attribute heads stored as ONNX and run by onnxruntime (issue 6: CPU and GPU)."""
+"""Attribute heads stored as ONNX and run by onnxruntime, on CPU and GPU."""
 
 from __future__ import annotations
 
