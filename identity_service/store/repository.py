@@ -15,8 +15,10 @@ Consistency rules the index layer relies on:
   it and then fed ``log_since(max_seq)`` misses nothing and applies nothing twice.
 
 Deleting removes face rows physically (a face's embedding is never needed again) and only
-tombstones the identity. ``upsert_identity`` on a tombstoned external id revives that row, with
-no faces and with the name and metadata given to it; ``purge`` drops tombstones for good.
+tombstones the identity. ``upsert_identity`` on a tombstoned external id replaces the tombstone
+with a new identity (a new id, the name and metadata given, a new creation time): an enrollment
+batch still holding the deleted identity's id then fails with UnknownIdentityError instead of
+adding the deleted person's photos to the new one. ``purge`` drops tombstones for good.
 """
 
 from __future__ import annotations
@@ -148,10 +150,18 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
         metadata: dict[str, Any] | None = None,
     ) -> IdentityRecord:
         """Create the identity, or update it: a given ``name`` or ``metadata`` replaces the
-        stored one, None keeps it. A deleted identity is revived (see the module notes)."""
+        stored one, None keeps it. A deleted identity's external id starts a new identity
+        (see the module notes)."""
         check_metadata(metadata)
         with self._tx(write=True) as s:
             self._collection(s, collection_id)
+            s.execute(
+                delete(Identity).where(
+                    Identity.collection_id == collection_id,
+                    Identity.external_id == external_id,
+                    Identity.deleted.is_(True),
+                )
+            )
             inserted = s.execute(
                 self._insert(Identity.__table__)
                 .values(
@@ -171,15 +181,10 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
             )
             assert row is not None
             if inserted is None:
-                if row.deleted:
-                    row.deleted = False
+                if name is not None:
                     row.name = name
-                    row.meta = dict(metadata or {})
-                else:
-                    if name is not None:
-                        row.name = name
-                    if metadata is not None:
-                        row.meta = dict(metadata)
+                if metadata is not None:
+                    row.meta = dict(metadata)
             s.flush()
             return to_identity(row)
 

@@ -112,7 +112,8 @@ def test_repository_round_trip(repo: Repository) -> None:
     assert repo.faces_by_ids(ids) == {}
     counts = repo.counts(coll.id)
     assert (counts.identities, counts.faces) == (0, 0)
-    assert repo.upsert_identity(coll.id, "alice").id == alice.id
+    again = repo.upsert_identity(coll.id, "alice")
+    assert again.id > alice.id and again.name is None  # a new identity, not the deleted one
     assert repo.purge(coll.id) == 0
 
 

@@ -164,7 +164,7 @@ def test_faces_by_ids_and_identity_reads(repo: Repository, coll: CollectionRecor
     assert repo.faces_by_ids([]) == {}
 
 
-def test_delete_identity_writes_remove_rows_and_revives(
+def test_delete_identity_writes_remove_rows_and_a_new_enrollment_starts_afresh(
     repo: Repository, coll: CollectionRecord
 ) -> None:
     alice = repo.upsert_identity(coll.id, "alice", name="Alice", metadata={"a": 1})
@@ -189,12 +189,20 @@ def test_delete_identity_writes_remove_rows_and_revives(
     assert [i.external_id for i in repo.list_identities(coll.id)] == ["bob"]
     assert repo.counts(coll.id).faces == 1
 
-    revived = repo.upsert_identity(coll.id, "alice")
-    assert revived.id == alice.id and revived.name is None and revived.metadata == {}
+    # Enrolling the external id again makes a new identity: a new id, none of the deleted
+    # one's name, metadata or creation time.
+    new = repo.upsert_identity(coll.id, "alice", name="Alice Two")
+    assert new.id > max(alice.id, bob.id)
+    assert (new.name, new.metadata, new.deleted) == ("Alice Two", {}, False)
+    assert new.created >= alice.created
     assert repo.faces_of_identity(coll.id, "alice") == []
+    # a batch still holding the deleted identity's id cannot add to the new one
+    with pytest.raises(UnknownIdentityError):
+        repo.add_faces(coll.id, alice.id, [face(coll, "z")])
     # the same image can be enrolled again and gets a fresh face id
-    again = repo.add_faces(coll.id, alice.id, [face(coll, "a", 0, 1)])
+    again = repo.add_faces(coll.id, new.id, [face(coll, "a", 0, 1)])
     assert len(again) == 1 and again[0] > max(ids + bob_ids)
+    assert repo.purge(coll.id) == 0  # the tombstone was replaced, not kept
 
 
 def test_delete_face_and_purge(repo: Repository, coll: CollectionRecord) -> None:
