@@ -31,11 +31,17 @@ from dlib_peer import MODELS, DlibPeer  # bench/dlib_peer.py
 from identity_service import FacePipeline, get_settings
 from identity_service.attributes import analyze_images, load_head
 from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
-from identity_service.attributes.data import EMOTIONS, SEED
 from identity_service.attributes.emotion import EmotionModel
-from identity_service.attributes.fer import read_fer
-from identity_service.attributes.train import AttributeData, evaluate_heads, load_data, metrics_of
+from identity_service.attributes.labels import EMOTIONS
 from identity_service.errors import FaceIDError
+from identity_service.training.attributes.data import SEED
+from identity_service.training.attributes.fer import read_fer
+from identity_service.training.attributes.train import (
+    AttributeData,
+    evaluate_heads,
+    load_data,
+    metrics_of,
+)
 
 
 def emotion_eval(pipeline: FacePipeline, fer_dir: Path, limit: int | None) -> dict[str, object]:

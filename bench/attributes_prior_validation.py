@@ -28,8 +28,8 @@ from validation_split import (  # bench/validation_split.py
 )
 
 from identity_service import FacePipeline, get_settings
-from identity_service.attributes.train_tuned import load_dlib_resnet
-from identity_service.attributes.tuned import TunedNetwork, TunedRecipe
+from identity_service.training.attributes.train_tuned import load_dlib_resnet
+from identity_service.training.attributes.tuned import TunedNetwork, TunedRecipe
 
 
 def equal_priors(p: np.ndarray, shares: np.ndarray) -> np.ndarray:

@@ -28,9 +28,10 @@ from validation_split import (  # bench/validation_split.py
 )
 
 from identity_service import FacePipeline, get_settings
-from identity_service.attributes.train_tuned import load_dlib_resnet, train_tuned_network
-from identity_service.attributes.tuned import TUNED_ACTIONS, TunedNetwork, TunedRecipe
+from identity_service.attributes.tuned import TUNED_ACTIONS
 from identity_service.embed.tta import jitter_views, render
+from identity_service.training.attributes.train_tuned import load_dlib_resnet, train_tuned_network
+from identity_service.training.attributes.tuned import TunedNetwork, TunedRecipe
 
 
 def main() -> None:

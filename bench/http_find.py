@@ -143,7 +143,7 @@ def build_gallery(
 ) -> dict:
     """Synthetic faces in bulk, then real LFW people (photos 1-2) to find with photo 3."""
     report: dict[str, Any] = {"gallery_data": model.source}
-    with FaceService(settings) as service:
+    with FaceService.embedded(settings) as service:
         coll = service.create_collection("bench")
         start = time.perf_counter()
         bulk_load(service.engine, coll, model, n_faces, per_identity)

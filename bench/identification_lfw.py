@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from identity_service import FacePipeline, get_settings
-from identity_service.eval.cache import EmbeddingCache
-from identity_service.eval.lfw import embed_images
+from identity_service.calibration.cache import EmbeddingCache, embed_images
 from identity_service.index import GalleryIndex
 
 

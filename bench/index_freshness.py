@@ -53,7 +53,7 @@ def query_node(url: str, data_dir: str, poll: float, conn: Connection) -> None:
     # was deleted since at ERROR; a benchmark that deletes what it adds would drown in them.
     logging.getLogger("identity_service.index.sync").setLevel(logging.CRITICAL)
     settings = Settings(database_url=url, data_dir=Path(data_dir), index_poll_interval=poll)
-    service = FaceService(settings)
+    service = FaceService.embedded(settings)
     coll = service.collection("fresh")
     service.find(coll, _unit(np.random.default_rng(0), 1)[0], k=1)  # start the follower
     query_ms: list[float] = []

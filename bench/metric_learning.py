@@ -21,11 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from identity_service.learn.data import identity_split, load_lfw_cache, newest_lfw_cache
-from identity_service.learn.evaluate import embed, evaluate
-from identity_service.learn.mining import RECIPES, RandomHardTripletMiner, make_loss, make_miner
-from identity_service.learn.models import EmbeddingAdapter, SoftmaxLoss
-from identity_service.learn.train import balanced_sampler, fit
+from identity_service.training.metric.data import identity_split, load_lfw_cache, newest_lfw_cache
+from identity_service.training.metric.evaluate import embed, evaluate
+from identity_service.training.metric.mining import (
+    RECIPES,
+    RandomHardTripletMiner,
+    make_loss,
+    make_miner,
+)
+from identity_service.training.metric.models import EmbeddingAdapter, SoftmaxLoss
+from identity_service.training.metric.train import balanced_sampler, fit
 
 COLS = ("map_at_r", "precision_at_1", "r_precision", "verification_accuracy", "tar_at_far")
 

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from identity_service import FacePipeline, get_settings
-from identity_service.eval.lfw import evaluate, read_pairs
-from identity_service.eval.metrics import accuracy_at, best_threshold
+from identity_service.calibration.metrics import accuracy_at, best_threshold
+from identity_service.calibration.sources import read_pairs
+from identity_service.training.eval.lfw import evaluate
 
 
 def peer_encode(path: Path) -> list[np.ndarray]:

@@ -12,16 +12,17 @@ from pathlib import Path
 import numpy as np
 
 from identity_service import FacePipeline
-from identity_service.attributes.chips import face_chips
-from identity_service.attributes.train import (
+from identity_service.attributes.tuned import TUNED_ACTIONS
+from identity_service.training.attributes.chips import face_chips
+from identity_service.training.attributes.train import (
     AttributeData,
     load_data,
     metrics_of,
     train_heads,
     validation_data,
 )
-from identity_service.attributes.train_tuned import frozen_for, train_tuned_network
-from identity_service.attributes.tuned import TUNED_ACTIONS, TunedNetwork, TunedRecipe
+from identity_service.training.attributes.train_tuned import frozen_for, train_tuned_network
+from identity_service.training.attributes.tuned import TunedNetwork, TunedRecipe
 
 Sides = tuple[np.ndarray, np.ndarray]  # probabilities on the UTKFace and LFW validation rows
 

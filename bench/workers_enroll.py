@@ -145,7 +145,7 @@ def main() -> None:
             "FACEID_WORKERS": "1",
         }
 
-        with FaceService(settings) as service:
+        with FaceService.embedded(settings) as service:
             coll = service.create_collection("inprocess")
             service.pipeline()  # models loaded before the clock starts
             cpu = time.process_time()

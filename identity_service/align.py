@@ -76,3 +76,8 @@ def dlib_chip(
     parts = [dlib.point(round(x), round(y)) for x, y in shape5]
     shape = dlib.full_object_detection(rect, parts)
     return np.asarray(dlib.get_face_chip(image, shape, size=size, padding=padding))
+
+
+def shape_to_array(shape) -> np.ndarray:
+    """A dlib ``full_object_detection`` -> its points as an ``(n, 2)`` float32 array."""
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)

@@ -106,6 +106,34 @@ class InvalidMetadataError(FaceIDError):
     http_status = 422
 
 
+class InvalidParameterError(FaceIDError):
+    """A parameter outside its range: k, a target FPIR or FAR, an analyze action."""
+
+    code = "invalid_parameter"
+    http_status = 422
+
+
+class CalibrationDataError(FaceIDError):
+    """Labelled pairs a threshold cannot be calibrated on (mismatched, non-finite, one-sided)."""
+
+    code = "calibration_data"
+    http_status = 422
+
+
+class NoThresholdError(FaceIDError):
+    """Neither the call, the collection nor the model gives a threshold: calibrate one."""
+
+    code = "no_threshold"
+    http_status = 409
+
+
+class ConfigurationError(FaceIDError):
+    """The deployment's settings cannot do what was asked (e.g. a worker with no broker)."""
+
+    code = "configuration_error"
+    http_status = 500
+
+
 class ConflictError(FaceIDError):
     code = "conflict"
     http_status = 409

@@ -9,25 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .attributes import analyze_image
 from .config import Settings, get_settings
 from .detect import Detector, create_detector, order_faces
 from .embed import Embedder, create_embedder
-from .errors import FaceIDError, NoFaceError
+from .errors import FaceIDError, NoFaceError, NoThresholdError
 from .imaging import ImageInput, load_image
 from .models import MODELS, default_threshold
-from .types import Detection, Face, Verification
+from .types import Detection, ExtractedFace, Face, Verification
 
-
-@dataclass
-class ExtractedFace:
-    index: int
-    detection: Detection
-    crop: np.ndarray  # aligned for the pipeline's embedder
+__all__ = ["ExtractedFace", "FacePipeline"]
 
 
 class FacePipeline:
@@ -74,6 +69,11 @@ class FacePipeline:
         self.threshold_provider = threshold_provider
         self._pool: ProcessPoolExecutor | None = None
 
+    def with_embedder(self, embedder: str) -> FacePipeline:
+        """A pipeline on these settings and workers that embeds with ``embedder`` (and that
+        embedder's own detector)."""
+        return FacePipeline(embedder=embedder, settings=self.settings, workers=self.workers)
+
     # -- threshold ---------------------------------------------------------------------------
     @property
     def model(self) -> str:
@@ -98,7 +98,7 @@ class FacePipeline:
         default = default_threshold(self.embedder.name, self.settings)
         if default is not None:
             return default.value, default.source
-        raise FaceIDError(
+        raise NoThresholdError(
             f"no threshold known for model {self.model}; pass threshold= or calibrate one"
         )
 
@@ -226,8 +226,6 @@ class FacePipeline:
 
         See :mod:`identity_service.attributes`; for many images use its ``analyze_images``.
         """
-        from .attributes import analyze_image
-
         return analyze_image(self, image, actions, max_faces=max_faces)
 
     # -- verify --------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The value objects every layer passes around: a box, a detection, a face, a verification."""
+"""The value objects every layer passes around: a box, a detection, a face, a verification,
+and what ``find`` and ``enroll`` answer (matches, enrollment outcomes), which the HTTP client
+builds from the API's JSON too."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import numpy as np
 # Canonical landmark order (image coordinates, as the ArcFace template uses it):
 # image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner.
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+# The tenant of everything made without one (the embedded default, a server without auth).
+DEFAULT_TENANT = "default"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,15 @@ class Detection:
     # dlib's own 5-point shape (4 eye corners + nose base), which the dlib ResNet's
     # face chip is defined on. Filled by the dlib detector, computed lazily otherwise.
     dlib_shape: np.ndarray | None = None
+
+
+@dataclass
+class ExtractedFace:
+    """A detected face cut out for an embedder, not yet embedded."""
+
+    index: int
+    detection: Detection
+    crop: np.ndarray  # aligned for the pipeline's embedder
 
 
 @dataclass
@@ -121,3 +134,71 @@ class OperatingPoint:
             "gallery_identities": self.gallery_identities,
             "source": self.source,
         }
+
+
+@dataclass(frozen=True)
+class Match:
+    """One candidate identity for a probe, best first. ``accepted`` is the open-set decision."""
+
+    rank: int
+    external_id: str
+    name: str | None
+    identity_id: int
+    face_id: int  # the gallery face that matched best
+    similarity: float  # cosine similarity (aggregated per identity)
+    distance: float  # 1 - similarity
+    accepted: bool
+    threshold: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rank": self.rank,
+            "external_id": self.external_id,
+            "name": self.name,
+            "identity_id": self.identity_id,
+            "face_id": self.face_id,
+            "similarity": round(self.similarity, 6),
+            "distance": round(self.distance, 6),
+            "accepted": self.accepted,
+            "threshold": self.threshold,
+        }
+
+
+class Matches(list[Match]):
+    """``find``'s answer for one probe: its ranked matches (a list) and the operating point
+    that decided ``accepted``."""
+
+    def __init__(self, matches: list[Match], operating_point: OperatingPoint) -> None:
+        super().__init__(matches)
+        self.operating_point = operating_point
+
+    @property
+    def accepted(self) -> Match | None:
+        """The identity ``find`` names, or None: unknown."""
+        return self[0] if self and self[0].accepted else None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "matches": [m.to_dict() for m in self],
+            "operating_point": self.operating_point.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    image: str
+    code: str
+    message: str
+
+
+@dataclass
+class EnrollResult:
+    """Outcome of enrolling some images of one identity. Nothing is dropped silently: every
+    image is either enrolled, a duplicate of a stored one, or listed in ``failures``."""
+
+    external_id: str
+    identity_id: int | None  # None: no face was enrolled and the person did not exist before
+    face_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    multi_face_images: int = 0  # images with several faces: the centre-most was enrolled
+    failures: list[ImageFailure] = field(default_factory=list)

@@ -1,55 +1,27 @@
-"""Per-process state of a worker: one FaceService per process (models load once), and the
-watchdog thread of the worker's main process that sends stalled jobs' tasks again."""
+"""Per-process state of a worker: the models of its FaceService
+(:func:`identity_service.jobs.context.service`, one per process) loaded when a pool process
+starts, and the watchdog thread of the worker's main process that sends stalled jobs' tasks
+again."""
 
 from __future__ import annotations
 
 import logging
 import random
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy.pool import NullPool
 
+from identity_service.jobs.context import service
 from identity_service.jobs.dispatch import Dispatcher
 from identity_service.jobs.recovery import recover_stalled
 from identity_service.jobs.settings import JobSettings
-from identity_service.service import FaceService
 from identity_service.store import Repository, make_engine
 
 log = logging.getLogger(__name__)
 
-_service: FaceService | None = None
-_bound: list[FaceService] = []  # in-process (eager) runs: the submitter's service
-_lock = threading.Lock()
 _watchdog: Watchdog | None = None
-
-
-def service() -> FaceService:
-    """The service tasks run on: the submitter's in eager mode, else this process's own."""
-    if _bound:
-        return _bound[-1]
-    global _service
-    with _lock:
-        if _service is None:
-            _service = FaceService(JobSettings())
-        return _service
-
-
-@contextmanager
-def bound(svc: FaceService) -> Iterator[FaceService]:
-    _bound.append(svc)
-    try:
-        yield svc
-    finally:
-        _bound.pop()
-
-
-def dispatcher() -> Dispatcher:
-    svc = service()
-    return Dispatcher(svc.settings, svc)
 
 
 @worker_process_init.connect

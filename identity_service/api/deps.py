@@ -32,7 +32,7 @@ class Runtime:
         if self._service is None:
             with self._lock:
                 if self._service is None:
-                    self._service = FaceService(self.settings)
+                    self._service = FaceService.embedded(self.settings)
         return self._service
 
     def warm(self) -> None:
@@ -61,7 +61,7 @@ def runtime(request: Request) -> Runtime:
 
 def collection_of(rt: Runtime, who: Principal, name: str) -> CollectionRecord:
     """The caller's collection; another tenant's is as unknown as a missing one (404)."""
-    return rt.service.collection(name, who.tenant)
+    return rt.service.for_tenant(who.tenant).collection(name)
 
 
 def job_of(rt: Runtime, who: Principal, job_id: str) -> JobRecord:

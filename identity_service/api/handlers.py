@@ -18,20 +18,32 @@ log = logging.getLogger("identity_service.api")
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code, "message": _text(message)}
     if details:
-        error["details"] = details
+        error["details"] = _jsonable(details)
     return {"error": error}
 
 
+def _text(value: str) -> str:
+    """``value``, with any lone surrogate (from a JSON escape such as "\\udfff" in the request)
+    written as its escape: the answer is UTF-8, which cannot hold one."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, (int, float, bool)) or value is None:
         return value
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {_text(str(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [_jsonable(v) for v in value]
-    return str(value)[:200]
+    return _text(str(value)[:200])
 
 
 def faceid_response(exc: FaceIDError) -> JSONResponse:
@@ -55,7 +67,11 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Only location, message and type: the offending input may be binary or huge.
     problems = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type")}
+        {
+            "loc": [_text(str(p)) for p in e.get("loc", ())],
+            "msg": _text(str(e.get("msg", ""))),
+            "type": e.get("type"),
+        }
         for e in exc.errors()
     ]
     first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
@@ -65,8 +81,17 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI could not parse a JSON body: answered as the image routes answer it.
+        return await _too_deep(request, exc.__cause__)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # Not UTF-8, or an integer literal longer than Python converts (4300 digits).
+        return JSONResponse(
+            error_body(ValidationError.code, f"body is not valid JSON: {exc.__cause__}"),
+            ValidationError.http_status,
+        )
     cls = BY_STATUS.get(exc.status_code)
     code = cls.code if cls is not None else f"http_{exc.status_code}"
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)

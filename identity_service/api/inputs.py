@@ -63,7 +63,7 @@ async def _from_json(
     raw = await request.body()
     try:
         body = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer over 4300 digits
         raise ValidationError(f"body is not valid JSON: {exc}") from exc
     parsed = _validate(model, body)
     images: dict[str, list[bytes]] = {}
@@ -95,7 +95,7 @@ async def _from_form(
             elif key in JSON_FIELDS:
                 try:
                     values[key] = json.loads(value)
-                except json.JSONDecodeError as exc:
+                except ValueError as exc:  # JSONDecodeError, or an over-long integer
                     raise ValidationError(f"{key}: not valid JSON", field=key) from exc
             else:
                 values[key] = value

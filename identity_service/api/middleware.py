@@ -23,7 +23,9 @@ def _too_large(limit: int) -> str:
 class GuardMiddleware:
     """Refuses a declared Content-Length over the limit before reading anything, and stops a
     body that turns out longer (chunked, or lying about its length) as soon as it passes it.
-    Also refuses NUL characters in the path or query, which no database column can hold."""
+    Also refuses NUL characters in the path or query, which no database column can hold, and
+    an encoded '/' (%2F) in the path: no id holds a '/', and decoded it would address another
+    resource (``/v1/collections/staff%2Fidentities%2Fabel`` is identity abel of staff)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -35,6 +37,15 @@ class GuardMiddleware:
             return
         if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
             await _send_error(send, 400, "bad_request", "NUL characters in the URL")
+            return
+        if b"%2f" in scope.get("raw_path", b"").split(b"?", 1)[0].lower():
+            await _send_error(
+                send,
+                400,
+                "bad_request",
+                "an encoded '/' (%2F) in the URL path: no collection, identity or job id "
+                "contains '/'",
+            )
             return
         declared = _header(scope, b"content-length")
         if declared is not None:

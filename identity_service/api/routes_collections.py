@@ -40,8 +40,8 @@ def create_collection(
     body: CollectionCreate, who: Principal = EnrollScope, rt: Runtime = Rt
 ) -> dict[str, Any]:
     """Create a collection (409 ``duplicate`` if the name is taken in your tenant)."""
-    coll = rt.service.create_collection(
-        body.name, body.model, tenant=who.tenant, threshold=body.threshold
+    coll = rt.service.for_tenant(who.tenant).create_collection(
+        body.name, body.model, threshold=body.threshold
     )
     return collection_out(coll)
 

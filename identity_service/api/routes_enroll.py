@@ -58,9 +58,7 @@ def _enroll(
     rt: Runtime, who: Principal, name: str, p: EnrollParams, images: list[bytes]
 ) -> dict[str, Any]:
     coll = collection_of(rt, who, name)
-    result = rt.service.enroll(
-        coll, p.external_id, images, name=p.name, metadata=p.metadata, tenant=who.tenant
-    )
+    result = rt.service.enroll(coll, p.external_id, images, name=p.name, metadata=p.metadata)
     return asdict(result)
 
 
@@ -79,8 +77,8 @@ def enroll_job(
     """Enroll a folder on the server (DIR/<person>/*.jpg) as a job. Refused (403) unless the
     server runs with ``FACEID_API_ALLOW_SERVER_PATHS=true`` and the folder lies under one of
     ``FACEID_API_SERVER_PATH_ROOTS`` for the tenant; URLs are never fetched."""
+    coll = collection_of(rt, who, collection)  # an unknown collection is 404 on any server
     root = permitted_folder(body.path, rt.settings, who.tenant)
-    coll = collection_of(rt, who, collection)
     job_id = jobs.submit_enroll_folder(
         rt.service,
         coll.name,

@@ -8,16 +8,35 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..service import ids
+from ..service.ids import check_unicode
+from ..store.metadata import check_metadata
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"
 B64 = "base64 image bytes (JPEG, PNG, ...), optionally as a data: URL"
+
+
+def _is_unicode(value: str) -> bool:
+    """False for a lone surrogate ("\\udfff" is a valid JSON escape): a Python string that no
+    UTF-8 text, neither the database's nor a response's, can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _no_nul(value: str) -> str:
     # Postgres text cannot hold NUL; refuse it here rather than fail in the database.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    if not _is_unicode(value):
+        raise ValueError("must be valid Unicode text (no lone surrogates such as \\udfff)")
     return value
+
+
+def _shallow(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refused here as well as in the store, so that a body is refused before any work."""
+    return check_metadata(metadata)
 
 
 Text = Annotated[str, AfterValidator(_no_nul)]
@@ -30,8 +49,10 @@ ExternalId = Annotated[
         examples=["emp-0042"],
         json_schema_extra={"minLength": 1, "maxLength": ids.MAX_LENGTH, "pattern": ids.PATTERN},
     ),
+    AfterValidator(check_unicode),
     AfterValidator(ids.check_external_id),
 ]
+Metadata = Annotated[dict[str, Any] | None, AfterValidator(_shallow)]
 
 
 class ErrorDetail(BaseModel):
@@ -94,7 +115,7 @@ class IdentityPage(BaseModel):
 class IdentityUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Text | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] | None = Field(default=None, examples=[{"team": "blue"}])
+    metadata: Metadata = Field(default=None, examples=[{"team": "blue"}])
     merge: bool = Field(default=True, description="merge metadata keys instead of replacing")
 
 
@@ -108,7 +129,7 @@ class EnrollParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     external_id: ExternalId
     name: Text | None = Field(default=None, max_length=200, examples=["Ada Lovelace"])
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata = None
 
 
 class EnrollJSON(EnrollParams):

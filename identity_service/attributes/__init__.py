@@ -1,7 +1,8 @@
-"""Face attributes: age, gender, race heads on face embeddings; emotion from the FER model."""
+"""Face attributes at run time: age, gender, race heads on face embeddings and the tuned
+network; emotion from the FER model and the emotion CNN. Training them is
+``identity_service.training.attributes`` (``faceid train-attributes``)."""
 
 from .analyze import ACTIONS, Analysis, Attribute, analyze_image, analyze_images
-from .fit import Recipe, train_head
 from .heads import (
     HEAD_FILES,
     Head,
@@ -20,11 +21,9 @@ __all__ = [
     "Head",
     "HeadInfo",
     "MlpWeights",
-    "Recipe",
     "analyze_image",
     "analyze_images",
     "describe_heads",
     "heads_dir",
     "load_head",
-    "train_head",
 ]

@@ -5,6 +5,9 @@ Age, gender and race come from dlib's ResNet with its last stages fine-tuned for
 it, else from small heads on the pipeline's face embedding; either must have been trained with
 the pipeline's embedder. Emotion comes from the FER model and the emotion CNN on the
 ArcFace-aligned crop (:mod:`.emotion`).
+
+The pipeline comes in as a :class:`.source.FaceSource`: ``FacePipeline`` sits a layer above the
+attribute models and hands itself to them.
 """
 
 from __future__ import annotations
@@ -12,14 +15,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ..errors import FaceIDError, ModelFileMissingError, ModelMismatchError, NoFaceError
+from ..detect import order_faces
+from ..errors import (
+    FaceIDError,
+    InvalidParameterError,
+    ModelFileMissingError,
+    ModelMismatchError,
+    NoFaceError,
+)
 from ..imaging import ImageInput, load_image
-from ..types import Box, Detection
+from ..types import Box, Detection, ExtractedFace
+from .emotion import EmotionModel
 from .heads import (
     HEAD_FILES,
     Head,
@@ -28,10 +39,10 @@ from .heads import (
     load_head,
     probabilities_from_features,
 )
+from .labels import EMOTIONS
+from .source import FaceSource
+from .tuned import AVERAGED_WITH_HEAD
 from .tuned_features import FEATURES_FILE, FEATURES_READS, TunedFeatures, load_features
-
-if TYPE_CHECKING:
-    from ..pipeline import ExtractedFace, FacePipeline
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +112,17 @@ class Analysis:
 class AttributeModels:
     """The heads, the tuned network and the FER model, loaded once per pipeline."""
 
-    def __init__(self, pipeline: FacePipeline) -> None:
+    def __init__(self, pipeline: FaceSource) -> None:
         self.pipeline = pipeline
         self.heads: dict[str, Head] = {}
         self.features: TunedFeatures | None = None
-        self.emotion = None
+        self.emotion: EmotionModel | None = None
         self._warned = False  # about tuned heads without their features model
 
     def answerers(self, action: str) -> list[Head]:
         """What answers ``action`` (age, gender or race), their answers averaged: the tuned
         network when trained (with the embedding head for :data:`.tuned.AVERAGED_WITH_HEAD`),
         else the embedding head."""
-        from .tuned import AVERAGED_WITH_HEAD
-
         tuned = self.tuned(action)
         if tuned is None:
             return [self.head(action)]
@@ -177,31 +186,25 @@ class AttributeModels:
                 pipeline_embedder=self.pipeline.model,
             )
 
-    def emotion_model(self):
+    def emotion_model(self) -> EmotionModel:
         if self.emotion is None:
-            from .emotion import EmotionModel
-
             self.emotion = EmotionModel(self.pipeline.settings)
         return self.emotion
 
 
-def attribute_pipeline(pipeline: FacePipeline) -> FacePipeline:
+def attribute_pipeline(pipeline: FaceSource) -> FaceSource:
     """``pipeline`` if it embeds with :data:`ATTRIBUTE_EMBEDDER`, else a sibling that does
     (same settings and workers, that embedder's detector), made once per pipeline."""
     if pipeline.embedder.name == ATTRIBUTE_EMBEDDER:
         return pipeline
     sibling = getattr(pipeline, "_attribute_pipeline", None)
     if sibling is None:
-        from ..pipeline import FacePipeline
-
-        sibling = FacePipeline(
-            embedder=ATTRIBUTE_EMBEDDER, settings=pipeline.settings, workers=pipeline.workers
-        )
+        sibling = pipeline.with_embedder(ATTRIBUTE_EMBEDDER)
         pipeline._attribute_pipeline = sibling  # type: ignore[attr-defined]
     return sibling
 
 
-def models_for(pipeline: FacePipeline) -> AttributeModels:
+def models_for(pipeline: FaceSource) -> AttributeModels:
     models = getattr(pipeline, "_attribute_models", None)
     if models is None:
         models = AttributeModels(pipeline)
@@ -217,11 +220,9 @@ def upscaled(array: np.ndarray) -> np.ndarray:
     return cv2.resize(array, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
 
 
-def emotion_face(pipeline: FacePipeline, image: ImageInput) -> tuple[np.ndarray, Detection, str]:
+def emotion_face(pipeline: FaceSource, image: ImageInput) -> tuple[np.ndarray, Detection, str]:
     """The upscaled image, its centre-most face (else the whole image) and how it was found:
     the face :func:`analyze_images` reads emotion from with ``on_no_face="whole-image"``."""
-    from ..detect import order_faces
-
     array = upscaled(load_image(image))
     found = order_faces(pipeline.detector.detect(array), array.shape)[:1]
     if found:
@@ -234,12 +235,14 @@ def _check_actions(actions: Sequence[str]) -> tuple[str, ...]:
         actions = (actions,)
     bad = [a for a in actions if a not in ACTIONS]
     if bad or not actions:
-        raise FaceIDError(f"unknown action(s) {bad}; choose from {', '.join(ACTIONS)}")
+        raise InvalidParameterError(
+            f"unknown action(s) {bad}; choose from {', '.join(ACTIONS)}", parameter="actions"
+        )
     return tuple(dict.fromkeys(actions))
 
 
 def analyze_images(
-    pipeline: FacePipeline,
+    pipeline: FaceSource,
     images: Sequence[ImageInput],
     actions: Sequence[str] = ACTIONS,
     *,
@@ -251,8 +254,6 @@ def analyze_images(
     ``on_no_face="whole-image"`` takes an image without a detected face as the face itself
     (for pre-cropped faces such as FER2013's), with landmarks at :data:`WHOLE_FACE_LANDMARKS`.
     """
-    from ..pipeline import ExtractedFace
-
     pipeline = attribute_pipeline(pipeline)
 
     actions = _check_actions(actions)
@@ -318,8 +319,6 @@ def analyze_images(
                     value = head.classes[int(np.argmax(p))]
                 setattr(a, action, Attribute(value, scores))
             if emo is not None:
-                from .data import EMOTIONS
-
                 p = emo[pos]
                 a.emotion = Attribute(
                     EMOTIONS[int(np.argmax(p))],
@@ -357,7 +356,7 @@ def _face_probabilities(
 
 
 def analyze_image(
-    pipeline: FacePipeline,
+    pipeline: FaceSource,
     image: ImageInput,
     actions: Sequence[str] = ACTIONS,
     *,

@@ -23,9 +23,9 @@ from ..config import Settings, get_settings
 from ..errors import ModelError, ModelFileMissingError
 from ..models import MODELS
 from ..models.registry import resolve_file
-from .data import EMOTIONS
 from .emotion_cnn import CNN_DIM, grey_face
 from .heads import Head, load_head, probabilities_from_features
+from .labels import EMOTIONS
 from .runtime import ort_session
 
 # The FER graph's flattened 512-d penultimate activations (input of its last MatMul).

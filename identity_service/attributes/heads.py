@@ -1,4 +1,5 @@
-"""Small heads: trained with torch (:mod:`.fit`, :mod:`.tuned`), run as ONNX.
+"""Small heads: trained with torch (``identity_service.training.attributes``: ``fit``,
+``tuned``), run as ONNX.
 
 The age, gender and race heads read the pipeline's face embeddings; the emotion head reads the
 FER model's features (:mod:`.emotion`); the tuned heads read the tuned network's features
@@ -26,6 +27,7 @@ import numpy as np
 from ..config import Settings, get_settings
 from ..errors import ModelError, ModelFileMissingError
 from ..files import write_bytes_atomically
+from ..models import get_model, resolve_file
 from .runtime import ort_session
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,6 @@ def attribute_path(
     """The attribute model file in force: the published one (registry: the model folder's
     attributes/, sha256 checked) or, with ``FACEID_ATTRIBUTE_MODELS=trained``, the one in
     :func:`heads_dir`. ``None`` when it is missing and not ``required``."""
-    from ..models import get_model, resolve_file
-
     settings = settings or get_settings()
     if settings.attribute_models == "trained":
         path = heads_dir(settings) / filename

@@ -2,7 +2,8 @@
 graph (``faceid-attr-tuned-features.onnx``), from the flattened 150x150 RGB dlib chip to the
 pooled 256-d features that the tuned heads (``faceid-attr-<action>-tuned.onnx``, one output
 layer each) read. The network runs once per face (chip and mirror) whatever the number of
-attributes asked. Needs onnxruntime only; :mod:`.tuned` trains and exports it with torch.
+attributes asked. Needs onnxruntime only; ``identity_service.training.attributes.tuned`` trains
+and exports it with torch.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from ..config import Settings, get_settings
-from ..embed.dlib_format import CHIP_SIZE, DlibResNet
+from ..embed.dlib_format import CHIP_SIZE
 from ..errors import ModelError
 from ..files import write_bytes_atomically
-from .heads import INPUT_NAME, IR_VERSION, OPSET, attribute_path, heads_dir, read_stamp, stamp
+from .heads import attribute_path, heads_dir, read_stamp, stamp
 from .runtime import ort_session
 
 FEATURES_FILE = "faceid-attr-tuned-features.onnx"
@@ -91,40 +92,3 @@ def load_features(settings: Settings | None = None) -> TunedFeatures:
     path = attribute_path(FEATURES_FILE, settings)
     assert path is not None
     return TunedFeatures.load(path, settings.device)
-
-
-def features_graph(net: DlibResNet) -> bytes:
-    """``embeddings`` (n, 67500) flattened HWC chip -> ``net``'s graph (its projection should
-    be the identity, so the output is the pooled features)."""
-    import onnx
-    from onnx import TensorProto, compose, helper, numpy_helper
-
-    from ..embed import dlib_convert
-
-    body = dlib_convert.build_onnx(net)
-    body.ir_version = IR_VERSION
-    pre = helper.make_graph(
-        [
-            helper.make_node("Reshape", [INPUT_NAME, "chip_shape"], ["hwc"]),
-            helper.make_node("Transpose", ["hwc"], [dlib_convert.INPUT_NAME], perm=[0, 3, 1, 2]),
-        ],
-        "chip",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", CHIP_DIM])],
-        [
-            helper.make_tensor_value_info(
-                dlib_convert.INPUT_NAME, TensorProto.FLOAT, ["n", 3, CHIP_SIZE, CHIP_SIZE]
-            )
-        ],
-        initializer=[
-            numpy_helper.from_array(np.array([-1, CHIP_SIZE, CHIP_SIZE, 3], np.int64), "chip_shape")
-        ],
-    )
-    pre_model = helper.make_model(pre, opset_imports=[helper.make_opsetid("", OPSET)])
-    pre_model.ir_version = IR_VERSION
-    model = compose.merge_models(
-        pre_model, body, io_map=[(dlib_convert.INPUT_NAME, dlib_convert.INPUT_NAME)]
-    )
-    model.producer_name = "faceid.attributes"
-    model.doc_string = "faceid tuned network: flattened 150x150 RGB dlib chip (0..255) -> features"
-    onnx.checker.check_model(model)
-    return model.SerializeToString()

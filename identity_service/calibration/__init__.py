@@ -20,8 +20,16 @@ from .core import (
     logistic,
     roc_curve,
 )
+from .plots import write_plots
 from .sources import PairSet, collection_pairs, csv_pairs, lfw_pairs, read_csv_pairs
-from .store import InForce, describe, latest_for, save_calibration
+from .store import (
+    InForce,
+    collection_threshold_in_force,
+    describe,
+    latest_for,
+    model_threshold_in_force,
+    save_calibration,
+)
 
 
 @dataclass
@@ -61,8 +69,6 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     if plots:
-        from .plots import write_plots
-
         written = write_plots(pairs.distances, pairs.same, cal, out_dir)
     path = out_dir / "calibration.json"
     data = cal.to_dict()
@@ -89,6 +95,7 @@ __all__ = [
     "calibrate",
     "calibrate_pairset",
     "collection_pairs",
+    "collection_threshold_in_force",
     "csv_pairs",
     "describe",
     "equal_density_point",
@@ -96,6 +103,7 @@ __all__ = [
     "latest_for",
     "lfw_pairs",
     "logistic",
+    "model_threshold_in_force",
     "read_csv_pairs",
     "roc_curve",
     "save_calibration",

@@ -2,7 +2,7 @@
 
 Distances are cosine distances (smaller = more alike); ``same`` marks genuine pairs. The
 threshold at a target false-accept rate is the largest one whose FAR is at most the target
-(:func:`identity_service.eval.metrics.tar_at_far`). Its uncertainty comes from a bootstrap that
+(:func:`.metrics.tar_at_far`). Its uncertainty comes from a bootstrap that
 resamples genuine and impostor pairs separately (the two counts are fixed by the design of the
 pair set), and P(same | distance) is a 1-D logistic regression fitted by Newton's method with the
 two classes weighted equally, so a confidence of 0.5 sits where the two distance densities meet
@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from ..errors import FaceIDError
-from ..eval.metrics import roc_auc, tar_at_far
+from ..errors import CalibrationDataError, InvalidParameterError
+from .metrics import roc_auc, tar_at_far
 
 DEFAULT_FAR = 1e-3
 
@@ -27,12 +27,12 @@ def _split(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndar
     d = np.asarray(distances, dtype=np.float64).ravel()
     s = np.asarray(same, dtype=bool).ravel()
     if d.shape != s.shape:
-        raise FaceIDError(f"{d.size} distances but {s.size} labels")
+        raise CalibrationDataError(f"{d.size} distances but {s.size} labels")
     if not np.all(np.isfinite(d)):
-        raise FaceIDError("distances must be finite (drop pairs whose images failed)")
+        raise CalibrationDataError("distances must be finite (drop pairs whose images failed)")
     genuine, impostor = d[s], d[~s]
     if genuine.size == 0 or impostor.size == 0:
-        raise FaceIDError(
+        raise CalibrationDataError(
             f"calibration needs genuine and impostor pairs; got {genuine.size} genuine and "
             f"{impostor.size} impostor"
         )
@@ -201,7 +201,9 @@ def calibrate(
 ) -> Calibration:
     """Threshold at ``target_far`` with 95% percentile-bootstrap intervals, and P(same | d)."""
     if not 0.0 < target_far < 1.0:
-        raise FaceIDError(f"target FAR must be in (0, 1), got {target_far}")
+        raise InvalidParameterError(
+            f"target FAR must be in (0, 1), got {target_far}", parameter="far"
+        )
     d = np.asarray(distances, dtype=np.float64).ravel()
     s = np.asarray(same, dtype=bool).ravel()
     genuine, impostor = _split(d, s)

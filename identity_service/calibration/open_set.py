@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import FaceIDError
+from ..errors import InvalidParameterError
 from ..types import OperatingPoint
 
 DEFAULT_FPIR = 0.01
@@ -44,7 +44,9 @@ Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 def check_fpir(fpir: float) -> float:
     if not 0.0 < fpir < 1.0:
-        raise FaceIDError(f"target FPIR must be in (0, 1), got {fpir}", fpir=fpir)
+        raise InvalidParameterError(
+            f"target FPIR must be in (0, 1), got {fpir}", parameter="fpir", fpir=fpir
+        )
     return float(fpir)
 
 

@@ -14,10 +14,48 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from ..eval.cache import EmbeddingCache
-from ..eval.lfw import embed_images, read_pairs
 from ..pipeline import FacePipeline
 from ..store import Repository
+from .cache import EmbeddingCache, embed_images
+
+
+@dataclass(frozen=True)
+class Pair:
+    fold: int
+    image1: str  # path relative to the images folder
+    image2: str
+    same: bool
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    """Parse an LFW ``pairs.txt`` (header ``folds n``; n same then n different pairs per fold)."""
+    if not path.is_file():
+        raise DatasetError(f"LFW pairs file not found: {path} (set FACEID_SHARED_DIR)")
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    try:
+        n_folds, per_fold = int(lines[0][0]), int(lines[0][1])
+    except (IndexError, ValueError) as exc:
+        raise DatasetError(f"{path}: first line must be '<folds> <pairs per class>'") from exc
+    pairs: list[Pair] = []
+    for i, parts in enumerate(lines[1:]):
+        fold = i // (2 * per_fold)
+        if len(parts) == 3:
+            name, a, b = parts
+            pairs.append(Pair(fold, _image(name, a), _image(name, b), True))
+        elif len(parts) == 4:
+            n1, a, n2, b = parts
+            pairs.append(Pair(fold, _image(n1, a), _image(n2, b), False))
+        else:
+            raise DatasetError(f"{path}: line {i + 2} is not a pair: {' '.join(parts)}")
+    if len(pairs) != n_folds * 2 * per_fold:
+        raise DatasetError(
+            f"{path}: header promises {n_folds * 2 * per_fold} pairs, file has {len(pairs)}"
+        )
+    return pairs
+
+
+def _image(name: str, number: str) -> str:
+    return f"{name}/{name}_{int(number):04d}.jpg"
 
 
 @dataclass

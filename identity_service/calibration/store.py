@@ -1,12 +1,15 @@
-"""Calibrations in the database, and which one is in force for a model (or a collection)."""
+"""Calibrations in the database, and the threshold policy: which one is in force for a model
+or a collection."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ..errors import DatasetError
-from ..store import CalibrationRecord, Repository
+from ..config import Settings
+from ..errors import DatasetError, NoThresholdError
+from ..models import default_threshold
+from ..store import CalibrationRecord, CollectionRecord, Repository
 from .core import Calibration, logistic
 
 
@@ -76,3 +79,30 @@ def latest_for(
     """The newest calibration of ``model`` for this collection, else the newest model-wide
     one (calibrations made on another collection never apply)."""
     return repo.calibration_in_force(model, collection_id)
+
+
+def model_threshold_in_force(repo: Repository, model_tag: str) -> InForce | None:
+    """The newest model-wide calibration of a model (what ``verify`` of two images uses)."""
+    record = latest_for(repo, model_tag)
+    return None if record is None else InForce(record.threshold, describe(record), record)
+
+
+def collection_threshold_in_force(
+    repo: Repository, collection: CollectionRecord, settings: Settings
+) -> InForce:
+    """A collection's 1:1 threshold and its source: its own threshold, else the newest
+    calibration of its model (its own or model-wide), else the model's shipped default."""
+    record = latest_for(repo, collection.model_tag, collection.id)
+    if collection.threshold is not None:
+        if record is not None and record.threshold == collection.threshold:
+            return InForce(collection.threshold, describe(record), record)
+        return InForce(collection.threshold, f"collection {collection.name} threshold")
+    if record is not None:
+        return InForce(record.threshold, describe(record), record)
+    default = default_threshold(collection.model, settings)
+    if default is None:
+        raise NoThresholdError(
+            f"collection {collection.name!r} has no threshold and model {collection.model} "
+            "ships none: calibrate one"
+        )
+    return InForce(default.value, default.source)

@@ -94,13 +94,13 @@ def train_attributes_command(
     """
     import os
 
-    from ..attributes import train as tr
-    from ..attributes import train_emotion as te
-    from ..attributes import train_tuned as tt
     from ..attributes.analyze import ATTRIBUTE_EMBEDDER
     from ..config import get_settings
     from ..errors import FaceIDError
     from ..pipeline import FacePipeline
+    from ..training.attributes import train as tr
+    from ..training.attributes import train_emotion as te
+    from ..training.attributes import train_tuned as tt
 
     wanted = {a.strip() for a in actions.split(",") if a.strip()}
     unknown = wanted - {"age", "gender", "race", "emotion"}

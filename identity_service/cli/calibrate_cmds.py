@@ -60,21 +60,22 @@ def calibrate_command(
         save_calibration,
         write_report,
     )
-    from ..errors import FaceIDError
     from ..pipeline import FacePipeline
     from ..service import FaceService
 
     if sum(x is not None for x in (pairs, csv_path, collection)) > 1:
-        raise FaceIDError("give at most one of --pairs, --csv, --collection")
+        raise typer.BadParameter("give at most one of --pairs, --csv, --collection")
     if fpir is not None or strangers is not None:
         if collection is None or fpir is None:
-            raise FaceIDError("--fpir (and --strangers) calibrate a collection: give --collection")
+            raise typer.BadParameter(
+                "--fpir (and --strangers) calibrate a collection: give --collection"
+            )
         calibrate_open_set(collection, fpir, strangers, seed, tenant, json_out)
         return
     settings = get_settings()
-    with FaceService(settings) as service:
+    with FaceService.embedded(settings) as service:
         if collection is not None:
-            run = service.calibrate_collection(
+            run = service.for_tenant(tenant).calibrate_collection(
                 collection,
                 far,
                 max_pairs=max_pairs,
@@ -82,7 +83,6 @@ def calibrate_command(
                 seed=seed,
                 store=store,
                 force=force,
-                tenant=tenant,
             )
         else:
             with FacePipeline(detector, embedder, workers=workers) as pipeline:
@@ -146,15 +146,11 @@ def calibrate_open_set(
     from ..service.folder import list_folder
 
     photos = [] if strangers is None else [path for _, path in list_folder(strangers)]
-    with FaceService(get_settings()) as service:
-        service.set_target_fpir(collection, fpir, tenant=tenant)
-        estimate = service.calibrate_open_set(
-            collection, strangers=photos, seed=seed, tenant=tenant
-        )
-        points = {
-            f: service.operating_point(collection, f, tenant=tenant)
-            for f in (fpir, 1e-3, 1e-2, 1e-1)
-        }
+    with FaceService.embedded() as service:
+        scoped = service.for_tenant(tenant)
+        scoped.set_target_fpir(collection, fpir)
+        estimate = scoped.calibrate_open_set(collection, strangers=photos, seed=seed)
+        points = {f: scoped.operating_point(collection, f) for f in (fpir, 1e-3, 1e-2, 1e-1)}
     if json_out:
         print_json(
             {

@@ -42,7 +42,7 @@ def run_demo(folder: Path, limit: int | None, collection: str, workers: int) -> 
             f"people from {folder} into collection {collection!r} ({workers} processes); "
             f"{len(strangers)} people are kept out as strangers"
         )
-        with FaceService(workers=workers) as service:
+        with FaceService.embedded(workers=workers) as service:
             coll = service.get_or_create_collection(collection)
             report = import_folder(service, coll, view)
             console.print(

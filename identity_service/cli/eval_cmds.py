@@ -29,7 +29,8 @@ def eval_lfw(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """LFW protocol: threshold chosen on the other folds, mean ± std accuracy, AUC, TAR@FAR."""
-    from ..eval.lfw import evaluate, read_pairs
+    from ..calibration.sources import read_pairs
+    from ..training.eval.lfw import evaluate
 
     settings = get_settings()
     fold_list = [int(f) - 1 for f in folds.split(",") if f.strip()] or None
@@ -95,7 +96,7 @@ def eval_identification(
     """The 1:N protocol (FRVT-style) on the shared LFW and UTKFace images: rank-1/5, DIR at
     FPIR 1e-3/1e-2/1e-1, and the calibrated operating point's measured FPIR against its
     target; writes identification.json and identification_det.png."""
-    from ..eval.identification_run import run, write
+    from ..training.eval.identification_run import run, write
 
     report = run(
         get_settings(),

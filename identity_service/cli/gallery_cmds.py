@@ -106,7 +106,7 @@ def _enroll_local(
 ) -> ImportReport:
     from ..service import FaceService, import_folder, list_folder
 
-    with FaceService(workers=workers) as service:
+    with FaceService.embedded(workers=workers) as service:
         coll = service.get_or_create_collection(collection, model)
         if external_id is not None:
             report = images_report(
@@ -147,7 +147,7 @@ def find_command(
     else:
         from ..service import FaceService
 
-        with FaceService() as service:
+        with FaceService.embedded() as service:
             matches = service.find(collection, image, **options)  # type: ignore[arg-type]
     show_matches(str(image), image.name, matches, json_out)
 
@@ -158,7 +158,7 @@ def delete_command(
     collection: str = CollectionOpt,
 ) -> None:
     """Delete a person: faces removed from the database and from every index."""
-    with FaceService() as service:
+    with FaceService.embedded() as service:
         removed = service.delete_identity(collection, external_id)
         service.snapshot(collection)
     console.print(f"deleted {external_id}: {removed} face(s) removed")
@@ -167,7 +167,7 @@ def delete_command(
 @app.command("collections")
 def collections_command(json_out: bool = JsonOpt) -> None:
     """List collections with their model and size."""
-    with FaceService() as service:
+    with FaceService.embedded() as service:
         rows = []
         for coll in service.repo.list_collections():
             counts = service.repo.counts(coll.id)

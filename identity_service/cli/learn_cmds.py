@@ -25,13 +25,13 @@ HEADERS = ("MAP@R", "P@1", "R-prec", "verif acc", "TAR@FAR")
 
 
 def _data(collection: str | None, lfw_cache: Path | None):
-    from ..learn.data import from_collection, load_lfw_cache
+    from ..training.metric.data import from_collection, load_lfw_cache
 
     if not collection:
         return load_lfw_cache(lfw_cache)
     from ..service import FaceService
 
-    with FaceService() as service:
+    with FaceService.embedded() as service:
         coll = service.repo.get_collection(collection)
         return from_collection(service.repo, coll.id)
 
@@ -41,13 +41,13 @@ def _base_and_data(collection: str | None, lfw_cache: Path | None) -> tuple[str,
     from ..config import get_settings
 
     if not collection:
-        from ..learn.data import newest_lfw_cache
+        from ..training.metric.data import newest_lfw_cache
 
         # The LFW cache holds embeddings of the default model (bench/identification_lfw.py).
         return get_settings().embedder, f"LFW embedding cache {lfw_cache or newest_lfw_cache()}"
     from ..service import FaceService
 
-    with FaceService() as service:
+    with FaceService.embedded() as service:
         coll = service.repo.get_collection(collection)
         return coll.model, f"collection {collection} ({coll.model_tag})"
 
@@ -94,7 +94,7 @@ def train_command(
 ) -> None:
     """Train an adapter or a CNN with online mining; write checkpoint.pt, the .onnx and
     report.json (threshold and one-shot scores on held-out identities)."""
-    from ..learn.device import DeviceUnavailableError, resolve_device
+    from ..training.metric.device import DeviceUnavailableError, resolve_device
 
     if arch not in ("adapter", "cnn"):
         raise typer.BadParameter("--arch must be adapter or cnn")
@@ -147,7 +147,7 @@ def _print_epoch(log) -> None:
 
 def _train_cnn(out: Path, images: Path | None, common: dict, **options) -> dict:
     from ..config import get_settings
-    from ..learn.cnn import CnnConfig, train_cnn
+    from ..training.metric.cnn import CnnConfig, train_cnn
 
     images = images or get_settings().lfw_dir / "images"
     config = CnnConfig(images=images, out=out, **common, **options)
@@ -159,12 +159,12 @@ def _train_adapter(
 ) -> dict:
     import torch
 
-    from ..learn.adapter import export_adapter
-    from ..learn.data import identity_split
-    from ..learn.evaluate import evaluate
-    from ..learn.mining import make_loss, make_miner
-    from ..learn.models import EmbeddingAdapter
-    from ..learn.train import balanced_sampler, fit
+    from ..training.metric.adapter import export_adapter
+    from ..training.metric.data import identity_split
+    from ..training.metric.evaluate import evaluate
+    from ..training.metric.mining import make_loss, make_miner
+    from ..training.metric.models import EmbeddingAdapter
+    from ..training.metric.train import balanced_sampler, fit
 
     torch.manual_seed(c["seed"])
     base, data_desc = _base_and_data(collection, lfw_cache)
@@ -214,9 +214,9 @@ def eval_command(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """One-shot scores (MAP@R, P@1, R-precision, verification) on the held-out identities."""
-    from ..learn.adapter import OnnxAdapter
-    from ..learn.data import identity_split
-    from ..learn.evaluate import evaluate
+    from ..embed.adapters import OnnxAdapter
+    from ..training.metric.data import identity_split
+    from ..training.metric.evaluate import evaluate
 
     split = identity_split(_data(collection, lfw_cache), test_fraction, seed)
     rows = {"frozen": evaluate(split.test.features, split.test.labels).to_dict()}
@@ -243,9 +243,9 @@ def plot_command(
     """2-D PCA scatter of test-identity embeddings, one colour per identity (PNG)."""
     import numpy as np
 
-    from ..learn.adapter import OnnxAdapter
-    from ..learn.data import identity_split
-    from ..learn.plot import scatter_2d
+    from ..embed.adapters import OnnxAdapter
+    from ..training.metric.data import identity_split
+    from ..training.metric.plot import scatter_2d
 
     test = identity_split(_data(collection, lfw_cache), 0.5, seed).test
     top = np.argsort(-np.bincount(test.labels))[:identities]
@@ -268,7 +268,7 @@ def install_command(
 ) -> None:
     """Install an adapter into FACEID_ADAPTER_DIR; print the model name collections use."""
     from ..config import get_settings
-    from ..learn.installed import install_adapter
+    from ..embed.adapter_install import install_adapter
 
     settings = get_settings()
     result = install_adapter(source, settings, threshold=threshold, base=base)

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from ..config import Settings, get_settings
 from ..errors import FaceIDError
-from ..learn.installed import InstalledAdapter, list_installed
 from ..models import MODELS, ModelSpec, locate
+from ..models.adapters import InstalledAdapter, list_installed
 from .app import app, console, print_json
 
 

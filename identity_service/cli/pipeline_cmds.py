@@ -103,6 +103,6 @@ def verify_command(
     else:
         from ..service import FaceService
 
-        with FaceService() as service:
+        with FaceService.embedded() as service:
             result = service.pipeline(embedder).verify(image1, image2)
     show_verification(result, result.to_dict() if json_out else None)

@@ -67,7 +67,7 @@ def _service():  # type: ignore[no-untyped-def]
     from ..service import FaceService
 
     # Fresh settings (not the cached ones): the environment is the truth for a CLI call.
-    return FaceService(Settings())  # loads no model: keys only touch the database
+    return FaceService.embedded(Settings())  # loads no model: keys only touch the database
 
 
 @keys_app.command("create")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import FaceIDError
+from ..errors import ConfigurationError
 from ..store import JobRecord
 from .app import app, console, err_console, progress_bar
 from .remote import ApiKeyOpt, ServerOpt, remote
@@ -44,7 +44,7 @@ def worker_command(
         from ..jobs import JobSettings
 
         if not JobSettings().broker_url:
-            raise FaceIDError(
+            raise ConfigurationError(
                 "no broker configured: set FACEID_BROKER_URL (e.g. redis://127.0.0.1:6379/0); "
                 "without one, jobs run in the process that submits them and need no worker"
             )

@@ -16,6 +16,8 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
+from ..imaging import load_image
+
 ClientImage = str | Path | bytes | bytearray | np.ndarray | Image.Image
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -121,8 +123,6 @@ def image_part(image: ClientImage, name: str = "image") -> tuple[str, bytes, str
     if isinstance(image, (bytes, bytearray)):
         return (name, bytes(image), "application/octet-stream")
     if isinstance(image, np.ndarray):
-        from ..imaging import load_image
-
         image = Image.fromarray(load_image(image, max_pixels=2**31))
     if isinstance(image, Image.Image):
         buf = io.BytesIO()

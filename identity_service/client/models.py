@@ -1,4 +1,5 @@
-"""What the client hands back. Matches and enrollment results are the service's own classes."""
+"""What the client hands back. Matches and enrollment results are the service's own value
+objects (:mod:`identity_service.types`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from ..service.results import EnrollResult, ImageFailure, Match, Matches
-from ..types import OperatingPoint
-
-if TYPE_CHECKING:
-    from .core import AsyncFaceIDClient, FaceIDClient
+from ..types import EnrollResult, ImageFailure, Match, Matches, OperatingPoint
+from .calls import AsyncExecutor
 
 T = TypeVar("T")
 ANALYSIS_ACTIONS = ("age", "gender", "emotion", "race")
@@ -172,6 +170,13 @@ class Verification:
         return out
 
 
+class JobClient(Protocol):
+    """What a job polls: a FaceIDClient (``job`` returns a Job), or an AsyncFaceIDClient (an
+    :class:`~.calls.AsyncExecutor`, whose ``job`` returns a coroutine of one)."""
+
+    def job(self, job_id: str) -> Any: ...
+
+
 @dataclass
 class Job:
     """A server-side job; ``wait()`` polls it until it finishes (``await wait_async()`` for a
@@ -189,14 +194,10 @@ class Job:
     finished: str | None = None
     seconds: float | None = None
     error_samples: list[Any] = field(default_factory=list)
-    _client: FaceIDClient | AsyncFaceIDClient | None = field(
-        default=None, repr=False, compare=False
-    )
+    _client: JobClient | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_dict(
-        cls, d: dict[str, Any], client: FaceIDClient | AsyncFaceIDClient | None = None
-    ) -> Job:
+    def from_dict(cls, d: dict[str, Any], client: JobClient | None = None) -> Job:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known, _client=client)
 
@@ -210,18 +211,14 @@ class Job:
         return self.status in FINISHED
 
     def refresh(self) -> Job:
-        from .core import AsyncFaceIDClient
-
         client = self._bound_client()
-        if isinstance(client, AsyncFaceIDClient):
+        if isinstance(client, AsyncExecutor):
             raise TypeError("job of an AsyncFaceIDClient: use await job.refresh_async()")
         return self._update(client.job(self.id))
 
     async def refresh_async(self) -> Job:
-        from .core import AsyncFaceIDClient
-
         client = self._bound_client()
-        if not isinstance(client, AsyncFaceIDClient):
+        if not isinstance(client, AsyncExecutor):
             raise TypeError("job of a sync client: use job.refresh()")
         return self._update(await client.job(self.id))
 
@@ -254,7 +251,7 @@ class Job:
                 await self.refresh_async()
         return self
 
-    def _bound_client(self) -> FaceIDClient | AsyncFaceIDClient:
+    def _bound_client(self) -> JobClient:
         assert self._client is not None, "job not bound to a client"
         return self._client
 

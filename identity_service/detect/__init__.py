@@ -7,18 +7,16 @@ from ..errors import UnknownModelError
 from .base import Detector, order_faces
 from .bounded import BoundedDetector
 from .cascade import CascadeDetector
+from .dlib_hog import DlibHogDetector
+from .yunet import YuNetDetector
 
 DETECTORS = ("dlib-hog", "yunet")
 
 
 def _create_one(name: str, settings: Settings | None) -> Detector:
     if name == "dlib-hog":
-        from .dlib_hog import DlibHogDetector
-
         return DlibHogDetector(settings)
     if name == "yunet":
-        from .yunet import YuNetDetector
-
         return YuNetDetector(settings)
     raise UnknownModelError(
         f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)} or a cascade "

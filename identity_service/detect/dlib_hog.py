@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 
+from ..align import shape_to_array
 from ..config import Settings, get_settings
 from ..models import get_model, resolve_file
 from ..types import Box, Detection
@@ -19,10 +20,6 @@ _NOSE_TIP, _MOUTH_LEFT, _MOUTH_RIGHT = 30, 48, 54
 # The second, upsampled pass looks for faces too small for the first (under ~80 px). Past this
 # long side it would scan 4x the pixels of an already large image for faces that small.
 UPSAMPLE_MAX_SIDE = 1024
-
-
-def shape_to_array(shape) -> np.ndarray:
-    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
 
 class DlibHogDetector(Detector):

@@ -1,7 +1,7 @@
 """Face embedders, chosen by registry name (or an ONNX file path for ArcFace-style models).
 
 ``<base>+adapter-<sha8>`` is the base embedder followed by an installed adapter
-(``faceid learn install``; see :mod:`identity_service.learn.installed`).
+(``faceid learn install``; see :mod:`identity_service.models.adapters`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,14 @@ from pathlib import Path
 
 from ..config import Settings, get_settings
 from ..errors import ChecksumMismatchError, ModelMismatchError, UnknownModelError
-from ..learn.installed import AdapterRef, load_installed, parse_adapter_name
 from ..models import MODELS, get_model, resolve_file
+from ..models.adapters import AdapterRef, load_installed, parse_adapter_name
+from .adapters import AdaptedEmbedder, OnnxAdapter
 from .base import Embedder, l2_normalise
+from .dlib_onnx import DlibResNetOnnxEmbedder
+from .dlib_resnet import DlibResNetEmbedder
+from .fused import FusedEmbedder
+from .onnx_arcface import OnnxArcFaceEmbedder
 from .tta import TTA_PREFIX
 
 
@@ -26,8 +31,6 @@ def _views(name: str) -> int:
 
 
 def _adapted(ref: AdapterRef, settings: Settings) -> Embedder:
-    from ..learn.adapter import AdaptedEmbedder, OnnxAdapter
-
     installed = load_installed(ref.sha8, settings)
     if installed.base != ref.base:
         raise ModelMismatchError(
@@ -57,23 +60,15 @@ def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
     if ref is not None:
         return _adapted(ref, settings)
     if name == "dlib-resnet-v1" and settings.dlib_runtime == "dlib":
-        from .dlib_resnet import DlibResNetEmbedder
-
         return DlibResNetEmbedder(settings)
     if name == "dlib-resnet-v1" or name.startswith(TTA_PREFIX):
-        from .dlib_onnx import DlibResNetOnnxEmbedder
-
         views = 1 if name == "dlib-resnet-v1" else _views(name)
         return DlibResNetOnnxEmbedder(settings, views=views)
-    from .onnx_arcface import OnnxArcFaceEmbedder
-
     if name.endswith(".onnx"):
         path = Path(name)
         return OnnxArcFaceEmbedder(path, name=path.stem, version="file", device=settings.device)
     spec = get_model(name)
     if "fuses" in spec.extra:
-        from .fused import FusedEmbedder
-
         first, second = (create_embedder(str(part), settings) for part in spec.extra["fuses"])  # type: ignore[attr-defined]
         weight = float(spec.extra["weight"])  # type: ignore[arg-type]
         return FusedEmbedder(spec.name, spec.version, (first, second), weight)

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from ..align import dlib_chip
+from ..align import dlib_chip, shape_to_array
 from ..config import Settings, get_settings
 from ..models import get_model, resolve_file
 from ..types import Detection
@@ -35,8 +35,6 @@ class DlibResNetEmbedder(Embedder):
         if shape is None:
             # Faces from another detector: fit dlib's own 5 points inside their box.
             import dlib
-
-            from ..detect.dlib_hog import shape_to_array
 
             rect = dlib.rectangle(*(round(v) for v in box))
             with self._lock:

@@ -1,7 +1,11 @@
-"""Jobs: enrollment batches and admin tasks, run by Celery workers (``workers/``) or, with no
+"""Jobs: enrollment batches and admin tasks as Celery tasks (:mod:`.tasks` on the app of
+:mod:`.celery_app`), run by Celery worker processes (``workers/``, ``faceid worker``) or, with no
 broker configured, in the calling process. The job rows in the database are the truth about
 progress; Celery messages carry only row ids."""
 
+# .tasks registers the Celery tasks on the app: importing anything of this package makes them
+# runnable in-process (eager).
+from . import tasks  # noqa: F401
 from .admin import AdminOutcome, run_finish_migration, run_purge, run_reindex
 from .api import (
     create_enroll_job,

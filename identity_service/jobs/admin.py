@@ -30,6 +30,7 @@ from ..service import FaceService
 from ..store import JobRecord
 from ..store.job_parts import FINISHED_STATUSES
 from ..store.models import utcnow
+from ..types import DEFAULT_TENANT
 from .dispatch import ADMIN_QUEUE, FINISH_MIGRATION_TASK, PURGE_TASK, REINDEX_TASK
 from .enroll import plan_folder_job
 
@@ -47,7 +48,7 @@ class AdminOutcome:
 
 
 def _task_params(task: str, service: FaceService, collection: str, tenant: str) -> dict[str, Any]:
-    coll = service.collection(collection, tenant)
+    coll = service.for_tenant(tenant).collection(collection)
     return {
         "task": task,
         "queue": ADMIN_QUEUE,
@@ -57,12 +58,16 @@ def _task_params(task: str, service: FaceService, collection: str, tenant: str) 
     }
 
 
-def create_reindex_job(service: FaceService, collection: str, tenant: str = "default") -> JobRecord:
+def create_reindex_job(
+    service: FaceService, collection: str, tenant: str = DEFAULT_TENANT
+) -> JobRecord:
     params = _task_params(REINDEX_TASK, service, collection, tenant)
     return service.repo.create_task_job(REINDEX_KIND, params)
 
 
-def create_purge_job(service: FaceService, collection: str, tenant: str = "default") -> JobRecord:
+def create_purge_job(
+    service: FaceService, collection: str, tenant: str = DEFAULT_TENANT
+) -> JobRecord:
     params = _task_params(PURGE_TASK, service, collection, tenant)
     return service.repo.create_task_job(PURGE_KIND, params)
 
@@ -116,19 +121,20 @@ def create_migration_job(
     batch_size: int = 32,
     limit: int | None = None,
     allow_missing: bool = False,
-    tenant: str = "default",
+    tenant: str = DEFAULT_TENANT,
     queue: str = "cpu",
 ) -> JobRecord:
     """Plan re-embedding ``source`` (DIR/<person>/*.jpg) with ``model`` into a new collection
     version. Running it again after a failure reuses the new collection: only what is missing
     there is embedded."""
-    live = service.collection(collection, tenant)
+    scoped = service.for_tenant(tenant)
+    live = scoped.collection(collection)
     embedder = service.pipeline(model).embedder
     target_name = f"{live.name}__{_slug(embedder.name)}"
     try:
-        target = service.collection(target_name, tenant)
+        target = scoped.collection(target_name)
     except UnknownCollectionError:
-        target = service.create_collection(target_name, model, tenant=tenant)
+        target = scoped.create_collection(target_name, model)
     if target.model_tag != embedder.tag:
         raise ConflictError(
             f"collection {target_name!r} exists with model {target.model_tag}, not {embedder.tag}"

@@ -24,6 +24,7 @@ from ..errors import DuplicateError
 from ..service import FaceService
 from ..store import JobRecord
 from ..store.job_parts import FINISHED_STATUSES
+from ..types import DEFAULT_TENANT
 from . import admin
 from .dispatch import Dispatcher
 from .enroll import plan_folder_job
@@ -41,7 +42,7 @@ def open_service(target: Target) -> Iterator[FaceService]:
     if isinstance(target, FaceService):
         yield target
         return
-    service = FaceService(job_settings(target))
+    service = FaceService.embedded(job_settings(target))
     try:
         yield service
     finally:
@@ -68,12 +69,12 @@ def create_enroll_job(
     batch_size: int = 32,
     limit: int | None = None,
     model: str | None = None,
-    tenant: str = "default",
+    tenant: str = DEFAULT_TENANT,
     job_id: str | None = None,
 ) -> JobRecord:
     """The job row and its batches for enrolling ``root`` (DIR/<person>/*.jpg), not sent yet."""
     with open_service(target) as service:
-        coll = service.get_or_create_collection(collection, model, tenant)
+        coll = service.for_tenant(tenant).get_or_create_collection(collection, model)
         queue = job_settings(service.settings).embed_queue
         return plan_folder_job(
             service,
@@ -100,7 +101,7 @@ def submit_enroll_folder(
     *,
     limit: int | None = None,
     model: str | None = None,
-    tenant: str = "default",
+    tenant: str = DEFAULT_TENANT,
     idempotency_key: str | None = None,
 ) -> str:
     """Enroll a folder tree as a job of batches; returns the job id.
@@ -131,14 +132,14 @@ def submit_enroll_folder(
         return job.id
 
 
-def submit_reindex(target: Target, collection: str, tenant: str = "default") -> str:
+def submit_reindex(target: Target, collection: str, tenant: str = DEFAULT_TENANT) -> str:
     with open_service(target) as service:
         job = admin.create_reindex_job(service, collection, tenant)
         dispatch_job(service, job.id)
         return job.id
 
 
-def submit_purge(target: Target, collection: str, tenant: str = "default") -> str:
+def submit_purge(target: Target, collection: str, tenant: str = DEFAULT_TENANT) -> str:
     with open_service(target) as service:
         job = admin.create_purge_job(service, collection, tenant)
         dispatch_job(service, job.id)
@@ -154,7 +155,7 @@ def create_migration_job(
     batch_size: int = 32,
     limit: int | None = None,
     allow_missing: bool = False,
-    tenant: str = "default",
+    tenant: str = DEFAULT_TENANT,
 ) -> JobRecord:
     with open_service(target) as service:
         return admin.create_migration_job(
@@ -179,7 +180,7 @@ def submit_migrate_model(
     batch_size: int = 32,
     limit: int | None = None,
     allow_missing: bool = False,
-    tenant: str = "default",
+    tenant: str = DEFAULT_TENANT,
 ) -> str:
     """Re-embed ``source`` with ``model`` into a new collection version, then switch to it."""
     with open_service(target) as service:

@@ -1,6 +1,6 @@
 """Sending job tasks: to the broker, or, with no broker configured, running them right here.
 
-Both paths run the same Celery task functions (``workers.tasks``): eagerly through
+Both paths run the same Celery task functions (:mod:`.tasks`): eagerly through
 ``Task.apply`` in the caller's process and with the caller's FaceService, or through the
 broker to whichever worker consumes the queue. Tasks are named, and only a row id travels in a
 message: the job row holds everything a task needs, so any message can be sent again.
@@ -11,15 +11,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from celery.exceptions import AlwaysEagerIgnored
 
 from ..config import Settings
+from ..service import FaceService
+from .celery_app import app as celery_app
+from .context import bound
 from .settings import JobSettings, job_settings
-
-if TYPE_CHECKING:
-    from ..service import FaceService
 
 ENROLL_PART_TASK = "faceid.enroll_part"
 REINDEX_TASK = "faceid.reindex"
@@ -44,11 +43,9 @@ class Dispatcher:
             settings or (service.settings if service is not None else None)
         )
         self.service = service
-        # Import (and register) the tasks now: a first import takes a while, and the stall
-        # detection counts from the moment a job is dispatched.
-        from workers import tasks
-
-        self._app = tasks.app
+        # The tasks are registered on this app when the package is imported
+        # (identity_service/jobs/__init__.py imports .tasks), before any job is dispatched.
+        self._app = celery_app
 
     @property
     def eager(self) -> bool:
@@ -58,14 +55,12 @@ class Dispatcher:
         self.send_many([Message(task, job_id, queue)])
 
     def send_many(self, messages: Iterable[Message]) -> int:
-        from workers import runtime
-
         app = self._app
         messages = list(messages)
         if self.eager:
             if self.service is None:
                 raise ValueError("running tasks in-process needs the FaceService to run them on")
-            with runtime.bound(self.service):
+            with bound(self.service):
                 for m in messages:
                     app.tasks[m.task].apply(args=[m.job_id])
             return len(messages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import Settings, get_settings
-from ..learn.installed import find_installed, parse_adapter_name
+from .adapters import find_installed, parse_adapter_name
 from .registry import MODELS
 
 

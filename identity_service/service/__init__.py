@@ -1,6 +1,7 @@
 """The domain layer: enroll, find, verify and delete, over storage, index and pipeline.
 
-The names load on first use: the HTTP client shares :mod:`.results` without the heavy rest.
+The names load on first use: importing a light submodule (:mod:`.results`) does not pull in
+the database, the index and the models.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
 """FaceService: the one domain facade every door (CLI, HTTP API, workers) calls.
 
-``FaceService()`` is the embedded default: a SQLite file under ``FACEID_DATA_DIR``, migrated on
-first use, and an in-process FAISS gallery. ``FaceService(settings)`` with a Postgres
-``database_url`` is the production shape: the schema must already be at head
-(``faceid db upgrade``), and the gallery follows the database's ``index_log``.
+``FaceService.embedded()`` is the embedded default: a SQLite file under ``FACEID_DATA_DIR``,
+brought to the newest schema, and an in-process FAISS gallery (``FaceService()`` is shorthand
+for it). ``FaceService(settings)`` opens a database that is already at head (``faceid db
+upgrade``) and never migrates it: with a Postgres ``database_url`` that is the production shape,
+and the gallery follows the database's ``index_log``.
+
+A service acts for one tenant, ``default`` unless it comes from :meth:`FaceService.for_tenant`:
+collections are looked up and created in that tenant only.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -17,8 +22,16 @@ import numpy as np
 from ..calibration.open_set import check_fpir
 from ..config import Settings, get_settings
 from ..embed import l2_normalise
-from ..errors import FaceIDError, ModelMismatchError, NoFaceError, UnknownIdentityError
+from ..errors import (
+    FaceIDError,
+    InvalidParameterError,
+    ModelMismatchError,
+    NoFaceError,
+    UnknownCollectionError,
+    UnknownIdentityError,
+)
 from ..imaging import ImageInput, load_image_hashed
+from ..index.snapshot import list_snapshots
 from ..pipeline import FacePipeline
 from ..store import (
     CollectionRecord,
@@ -29,7 +42,7 @@ from ..store import (
     upgrade,
 )
 from ..store.metadata import check_metadata
-from ..types import OperatingPoint
+from ..types import DEFAULT_TENANT, OperatingPoint
 from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
 from .ids import check_external_id
@@ -41,11 +54,15 @@ from .thresholds import ThresholdsMixin
 
 class FaceService(ThresholdsMixin):
     def __init__(self, settings: Settings | None = None, *, workers: int | None = None) -> None:
-        self.settings = settings or get_settings()
-        url = self.settings.resolved_database_url
-        if self.settings.database_url is None:
-            upgrade(url)  # the embedded default keeps its own SQLite file at head
-        self.engine = make_engine(url)
+        """Open the database of ``settings``, which must be at head. ``FaceService()``, with no
+        settings, is shorthand for ``FaceService.embedded()``."""
+        if settings is None:
+            settings = get_settings()
+            _migrate_embedded(settings)
+        self.settings = settings
+        self.tenant = DEFAULT_TENANT
+        self._owner = True
+        self.engine = make_engine(settings.resolved_database_url)
         check_schema(self.engine)
         self.repo = Repository(self.engine)
         self.galleries = Galleries(self.repo, self.settings)
@@ -55,6 +72,25 @@ class FaceService(ThresholdsMixin):
         self._workers = workers
         self._pipelines: dict[str, FacePipeline] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def embedded(
+        cls, settings: Settings | None = None, *, workers: int | None = None
+    ) -> FaceService:
+        """The embedded default: with no ``database_url``, the SQLite file under ``data_dir``
+        is created or brought to the newest schema first. A configured database is opened as
+        it is (migrate it with ``faceid db upgrade``)."""
+        settings = settings or get_settings()
+        _migrate_embedded(settings)
+        return cls(settings, workers=workers)
+
+    def for_tenant(self, tenant: str) -> FaceService:
+        """This service, acting for ``tenant``: the same database, indexes and loaded models;
+        only that tenant's collections are seen. Closing it leaves the service open."""
+        handle = copy.copy(self)
+        handle.tenant = tenant
+        handle._owner = False
+        return handle
 
     # -- models ------------------------------------------------------------------------------
     def pipeline(self, model: str | None = None) -> FacePipeline:
@@ -76,7 +112,6 @@ class FaceService(ThresholdsMixin):
         name: str,
         model: str | None = None,
         *,
-        tenant: str = "default",
         threshold: float | None = None,
         target_fpir: float | None = None,
     ) -> CollectionRecord:
@@ -88,23 +123,19 @@ class FaceService(ThresholdsMixin):
             model=embedder.name,
             model_version=embedder.version,
             dim=embedder.dim,
-            tenant=tenant,
+            tenant=self.tenant,
             threshold=threshold,
             target_fpir=None if target_fpir is None else check_fpir(target_fpir),
         )
 
-    def collection(self, name: str, tenant: str = "default") -> CollectionRecord:
-        return self.repo.get_collection(name, tenant)
+    def collection(self, name: str) -> CollectionRecord:
+        return self.repo.get_collection(name, self.tenant)
 
-    def get_or_create_collection(
-        self, name: str, model: str | None = None, tenant: str = "default"
-    ) -> CollectionRecord:
-        from ..errors import UnknownCollectionError
-
+    def get_or_create_collection(self, name: str, model: str | None = None) -> CollectionRecord:
         try:
-            coll = self.repo.get_collection(name, tenant)
+            coll = self.repo.get_collection(name, self.tenant)
         except UnknownCollectionError:
-            return self.create_collection(name, model, tenant=tenant)
+            return self.create_collection(name, model)
         if model and model != coll.model:
             raise ModelMismatchError(
                 f"collection {name!r} uses model {coll.model_tag}, not {model}",
@@ -113,11 +144,9 @@ class FaceService(ThresholdsMixin):
             )
         return coll
 
-    def _coll(self, collection: str | CollectionRecord, tenant: str) -> CollectionRecord:
+    def _coll(self, collection: str | CollectionRecord) -> CollectionRecord:
         return (
-            collection
-            if isinstance(collection, CollectionRecord)
-            else self.collection(collection, tenant)
+            collection if isinstance(collection, CollectionRecord) else self.collection(collection)
         )
 
     # -- enrollment --------------------------------------------------------------------------
@@ -130,11 +159,10 @@ class FaceService(ThresholdsMixin):
         metadata: dict[str, Any] | None = None,
         *,
         many_faces: ManyFaces = "centre",
-        tenant: str = "default",
     ) -> EnrollResult:
         """Add photos of one person. Re-enrolling a stored photo adds nothing. With several faces
         in a photo the centre-most is enrolled (``many_faces="error"`` refuses instead)."""
-        coll = self._coll(collection, tenant)
+        coll = self._coll(collection)
         check_external_id(external_id)
         check_metadata(metadata)
         result = EnrollResult(external_id=external_id, identity_id=None)
@@ -195,7 +223,6 @@ class FaceService(ThresholdsMixin):
         top_m: int = 3,
         threshold: float | None = None,
         fpir: float | None = None,
-        tenant: str = "default",
     ) -> Matches:
         """Who is this? Ranked identities (best first); ``matches[0].accepted`` is False when
         nobody passes the operating point (open set: "unknown"), which
@@ -214,7 +241,6 @@ class FaceService(ThresholdsMixin):
             top_m=top_m,
             threshold=threshold,
             fpir=fpir,
-            tenant=tenant,
         )[0]
 
     def find_batch(
@@ -227,11 +253,10 @@ class FaceService(ThresholdsMixin):
         top_m: int = 3,
         threshold: float | None = None,
         fpir: float | None = None,
-        tenant: str = "default",
     ) -> list[Matches]:
         if k < 1:
-            raise FaceIDError(f"k must be at least 1, got {k}")
-        coll = self._coll(collection, tenant)
+            raise InvalidParameterError(f"k must be at least 1, got {k}", parameter="k")
+        coll = self._coll(collection)
         queries = self._probe_vectors(coll, probes)
         if threshold is not None:
             point = OperatingPoint(threshold, None, None, "threshold given by the caller")
@@ -275,29 +300,21 @@ class FaceService(ThresholdsMixin):
         return np.stack([v for _, v in vectors]).astype(np.float32)
 
     # -- deletion ----------------------------------------------------------------------------
-    def delete_identity(
-        self, collection: str | CollectionRecord, external_id: str, tenant: str = "default"
-    ) -> int:
+    def delete_identity(self, collection: str | CollectionRecord, external_id: str) -> int:
         """Remove a person: their faces leave the database and every index."""
-        coll = self._coll(collection, tenant)
+        coll = self._coll(collection)
         removed = self.repo.delete_identity(coll.id, external_id)
         self.galleries.notify_changed(coll)
         return removed
 
-    def delete_face(
-        self, collection: str | CollectionRecord, face_id: int, tenant: str = "default"
-    ) -> None:
-        coll = self._coll(collection, tenant)
+    def delete_face(self, collection: str | CollectionRecord, face_id: int) -> None:
+        coll = self._coll(collection)
         self.repo.delete_face(coll.id, face_id)
         self.galleries.notify_changed(coll)
 
-    def delete_collection(
-        self, collection: str | CollectionRecord, tenant: str = "default"
-    ) -> None:
+    def delete_collection(self, collection: str | CollectionRecord) -> None:
         """Drop a collection with its identities, faces and log, and its loaded index."""
-        from ..index.snapshot import list_snapshots
-
-        coll = self._coll(collection, tenant)
+        coll = self._coll(collection)
         self.repo.delete_collection(coll.id)
         self.galleries.drop(coll.id)
         self.open_set.forget(coll.id)
@@ -306,15 +323,17 @@ class FaceService(ThresholdsMixin):
             path.unlink(missing_ok=True)
 
     # -- index admin -------------------------------------------------------------------------
-    def snapshot(self, collection: str | CollectionRecord, tenant: str = "default") -> str:
-        coll = self._coll(collection, tenant)
+    def snapshot(self, collection: str | CollectionRecord) -> str:
+        coll = self._coll(collection)
         return str(self.galleries.fresh(coll, force=True).snapshot())
 
-    def rebuild_index(self, collection: str | CollectionRecord, tenant: str = "default") -> int:
-        coll = self._coll(collection, tenant)
+    def rebuild_index(self, collection: str | CollectionRecord) -> int:
+        coll = self._coll(collection)
         return self.galleries.follower(coll).rebuild()
 
     def close(self) -> None:
+        if not self._owner:
+            return
         for pipeline in self._pipelines.values():
             pipeline.close()
         self.engine.dispose()
@@ -324,6 +343,11 @@ class FaceService(ThresholdsMixin):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _migrate_embedded(settings: Settings) -> None:
+    if settings.database_url is None:
+        upgrade(settings.resolved_database_url)
 
 
 __all__ = ["FaceService", "NoFaceError"]

@@ -1,9 +1,10 @@
 """The rule every external id (a person's id in a collection) must keep, on every door.
 
-An id is 1 to 200 characters, none of them '/' or a control character, and it is not '.' or
-'..'. Ids are path segments of the HTTP API (``/v1/collections/{c}/identities/{id}``): a '/'
-could never be addressed, and a '.' or '..' segment is collapsed by URL normalisation into
-another resource (deleting '..' would address the collection itself).
+An id is 1 to 200 characters of valid Unicode (no lone surrogate such as "\\udfff", which no
+UTF-8 text can hold), none of them '/' or a control character, and it is not '.' or '..'. Ids
+are path segments of the HTTP API (``/v1/collections/{c}/identities/{id}``): a '/' could never
+be addressed, and a '.' or '..' segment is collapsed by URL normalisation into another resource
+(deleting '..' would address the collection itself).
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ PATTERN = r"^[^/\x00-\x1f\x7f]+$"
 _ALLOWED = re.compile(PATTERN)
 
 
+def check_unicode(external_id: str) -> str:
+    """``external_id``, or InvalidIdentifierError when it holds a lone surrogate."""
+    try:
+        external_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdentifierError(
+            "an id must be valid Unicode text (no lone surrogates such as \\udfff)"
+        ) from None
+    return external_id
+
+
 def check_external_id(external_id: str) -> str:
     """``external_id`` itself, or :class:`InvalidIdentifierError` saying which rule it breaks."""
     if not isinstance(external_id, str) or not 1 <= len(external_id) <= MAX_LENGTH:
@@ -31,4 +43,4 @@ def check_external_id(external_id: str) -> str:
         raise InvalidIdentifierError(
             "an id may not contain '/' or control characters", external_id=external_id
         )
-    return external_id
+    return check_unicode(external_id)

@@ -13,15 +13,13 @@ from ..calibration import (
     InForce,
     calibrate_pairset,
     collection_pairs,
-    describe,
-    latest_for,
+    collection_threshold_in_force,
+    model_threshold_in_force,
     save_calibration,
 )
 from ..calibration.open_set import OpenSetEstimate, check_fpir
 from ..config import Settings
-from ..errors import FaceIDError
 from ..imaging import ImageInput
-from ..models import default_threshold
 from ..store import CollectionRecord, Repository
 from ..types import OperatingPoint
 from .open_set import OpenSetPolicy
@@ -33,7 +31,7 @@ class ThresholdsMixin:
     open_set: OpenSetPolicy
 
     # Defined by FaceService.
-    _coll: Callable[[str | CollectionRecord, str], CollectionRecord]
+    _coll: Callable[[str | CollectionRecord], CollectionRecord]
     _probe_vectors: Callable[[CollectionRecord, Sequence[ImageInput]], np.ndarray]
 
     def threshold(self, collection: CollectionRecord) -> float:
@@ -48,12 +46,10 @@ class ThresholdsMixin:
         self,
         collection: str | CollectionRecord,
         fpir: float | None = None,
-        *,
-        tenant: str = "default",
     ) -> OperatingPoint:
         """The open-set threshold ``find`` applies at ``fpir`` (default: the collection's
         target FPIR, else ``FACEID_TARGET_FPIR``), measured on the gallery itself."""
-        return self.open_set.operating_point(self._coll(collection, tenant), fpir)
+        return self.open_set.operating_point(self._coll(collection), fpir)
 
     def calibrate_open_set(
         self,
@@ -62,45 +58,29 @@ class ThresholdsMixin:
         strangers: Sequence[ImageInput] = (),
         max_searches: int | None = None,
         seed: int = 0,
-        tenant: str = "default",
     ) -> OpenSetEstimate:
         """Measure the collection's open-set operating points now (``find`` also does this on
         first use and when the gallery has grown or shrunk by the recalibration factor).
         ``strangers``: photos of people certainly not enrolled, searched as well; they are kept
         for later recalibrations."""
-        coll = self._coll(collection, tenant)
+        coll = self._coll(collection)
         vectors = self._probe_vectors(coll, strangers) if strangers else None
         return self.open_set.calibrate(coll, vectors, max_searches=max_searches, seed=seed)
 
     def set_target_fpir(
-        self, collection: str | CollectionRecord, fpir: float | None, *, tenant: str = "default"
+        self, collection: str | CollectionRecord, fpir: float | None
     ) -> CollectionRecord:
         """The FPIR ``find`` aims at for this collection (None: the settings' default)."""
-        coll = self._coll(collection, tenant)
+        coll = self._coll(collection)
         return self.repo.set_target_fpir(coll.id, None if fpir is None else check_fpir(fpir))
 
     def _calibration_in_force(self, model_tag: str) -> InForce | None:
         """The newest model-wide calibration of a model (for ``pipeline(...).verify``)."""
-        record = latest_for(self.repo, model_tag)
-        return None if record is None else InForce(record.threshold, describe(record), record)
+        return model_threshold_in_force(self.repo, model_tag)
 
     def threshold_in_force(self, collection: CollectionRecord) -> InForce:
-        """The threshold ``find`` uses and its source: the collection's own threshold, else the
-        newest calibration of its model (its own or model-wide), else the model's default."""
-        record = latest_for(self.repo, collection.model_tag, collection.id)
-        if collection.threshold is not None:
-            if record is not None and record.threshold == collection.threshold:
-                return InForce(collection.threshold, describe(record), record)
-            return InForce(collection.threshold, f"collection {collection.name} threshold")
-        if record is not None:
-            return InForce(record.threshold, describe(record), record)
-        default = default_threshold(collection.model, self.settings)
-        if default is None:
-            raise FaceIDError(
-                f"collection {collection.name!r} has no threshold and model {collection.model} "
-                "ships none: calibrate one"
-            )
-        return InForce(default.value, default.source)
+        """The collection's 1:1 threshold and its source (see ``calibration.store``)."""
+        return collection_threshold_in_force(self.repo, collection, self.settings)
 
     def calibrate_collection(
         self,
@@ -112,11 +92,10 @@ class ThresholdsMixin:
         seed: int = 0,
         store: bool = True,
         force: bool = False,
-        tenant: str = "default",
     ) -> CalibrationRun:
         """Calibrate on the collection's own identities; stored, it becomes its threshold
         (``force`` stores one with too few impostor pairs to measure its FAR)."""
-        coll = self._coll(collection, tenant)
+        coll = self._coll(collection)
         pairs = collection_pairs(self.repo, coll.id, max_pairs=max_pairs, seed=seed)
         cal = calibrate_pairset(pairs, coll.model_tag, target_far=target_far, n_boot=n_boot)
         record = save_calibration(self.repo, cal, coll.id, force=force) if store else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from identity_service.config import Settings
-from identity_service.learn import installed as inst
+from identity_service.models import adapters as inst
 
 
 def _adapter(threshold: float) -> inst.InstalledAdapter:
@@ -30,7 +30,7 @@ def test_sidecar_is_read_once_then_again_after_a_rewrite(tmp_path, monkeypatch):
     adapter = _adapter(0.2)
     sidecar = adapter.sidecar_path(settings)
     sidecar.parent.mkdir(parents=True)
-    inst._write_atomic(sidecar, adapter.to_json())
+    inst.write_atomic(sidecar, adapter.to_json())
     reads = []
     real_read = inst.InstalledAdapter.read.__func__
     monkeypatch.setattr(
@@ -43,7 +43,7 @@ def test_sidecar_is_read_once_then_again_after_a_rewrite(tmp_path, monkeypatch):
     assert len(reads) == 1
 
     changed = replace(adapter, threshold=0.3)
-    inst._write_atomic(sidecar, changed.to_json())  # as a reinstall does
+    inst.write_atomic(sidecar, changed.to_json())  # as a reinstall does
     assert inst.find_installed(adapter.sha8, settings).threshold == 0.3
     assert len(reads) == 2
 

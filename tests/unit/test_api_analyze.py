@@ -9,12 +9,12 @@ from fastapi.testclient import TestClient
 from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
 from identity_service.api.settings import ApiSettings
-from identity_service.attributes import train_head
 from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
-from identity_service.attributes.data import GENDERS, RACES
 from identity_service.attributes.heads import AGE_BINS
+from identity_service.attributes.labels import GENDERS, RACES
 from identity_service.client import Analysis, FaceIDClient, ValidationError
 from identity_service.errors import ModelFileMissingError
+from identity_service.training.attributes.fit import train_head
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from identity_service.attributes import (
     heads_dir,
     load_head,
 )
-from identity_service.attributes.data import RACES
+from identity_service.attributes.labels import RACES
 from identity_service.config import Settings
 from identity_service.errors import ModelError, ModelFileMissingError
 

@@ -3,11 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from identity_service.attributes import Head, load_head, train_head
-from identity_service.attributes.data import GENDERS, is_test, read_utkface
+from identity_service.attributes import Head, load_head
 from identity_service.attributes.heads import AGE_BINS, age_from_probabilities
+from identity_service.attributes.labels import GENDERS
 from identity_service.config import Settings
 from identity_service.errors import FaceIDError, ModelFileMissingError, ModelMismatchError
+from identity_service.training.attributes.data import is_test, read_utkface
+from identity_service.training.attributes.fit import train_head
 
 
 def _blobs(n: int = 300, k: int = 2, dim: int = 128, seed: int = 0):
@@ -94,8 +96,8 @@ def test_head_for_another_embedder_and_bad_action_are_typed_errors(tmp_path):
 
 
 def test_validation_split_is_cut_from_the_training_side_only():
-    from identity_service.attributes.data import SEED
-    from identity_service.attributes.train import AttributeData, validation_data
+    from identity_service.training.attributes.data import SEED
+    from identity_service.training.attributes.train import AttributeData, validation_data
 
     utk = [f"{i % 90}_{i % 2}_{i % 5}_2017{i:05d}.jpg.chip.jpg" for i in range(400)]
     lfw = [f"Person_{i // 3}/Person_{i // 3}_{i % 3 + 1:04d}.jpg" for i in range(300)]

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from identity_service.attributes import Head, MlpWeights, Recipe, train_head
-from identity_service.attributes.data import EMOTIONS
+from identity_service.attributes import Head, MlpWeights
 from identity_service.attributes.emotion import (
     FEATURE_DIM,
     EmotionModel,
 )
-from identity_service.attributes.fer import read_fer
-from identity_service.attributes.fit import fold_standardization
 from identity_service.attributes.heads import probabilities_from_features
+from identity_service.attributes.labels import EMOTIONS
 from identity_service.config import get_settings
 from identity_service.errors import ModelError
+from identity_service.training.attributes.fer import read_fer
+from identity_service.training.attributes.fit import Recipe, fold_standardization, train_head
 
 FER_DIR = get_settings().shared_dir / "data" / "fer2013"
 
@@ -92,7 +92,7 @@ def test_fer_features_from_worker_processes_match_one_process(monkeypatch, tmp_p
     """The pool rebuilds the pipeline in each worker, by the embedder's name (a TTA embedder's
     tag is not a name it accepts)."""
     from identity_service import FacePipeline
-    from identity_service.attributes import fer
+    from identity_service.training.attributes import fer
 
     monkeypatch.setattr(fer, "CHUNK", 4)
     items = read_fer(FER_DIR, limit_per_split=5)

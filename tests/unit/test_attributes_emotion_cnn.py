@@ -6,26 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from identity_service.attributes import train_head
-from identity_service.attributes.data import EMOTIONS
 from identity_service.attributes.emotion import (
     FEATURE_DIM,
     EmotionModel,
     ensemble,
     probabilities_from_faces,
 )
-from identity_service.attributes.emotion_cnn import (
-    CNN_DIM,
-    CNN_SIDE,
+from identity_service.attributes.emotion_cnn import CNN_DIM, CNN_SIDE, grey_face
+from identity_service.attributes.heads import Head, probabilities_from_features
+from identity_service.attributes.labels import EMOTIONS
+from identity_service.config import get_settings
+from identity_service.errors import ModelError
+from identity_service.training.attributes.emotion_cnn import (
     CnnRecipe,
     _network,
     cnn_model,
-    grey_face,
     train_cnn,
 )
-from identity_service.attributes.heads import Head, probabilities_from_features
-from identity_service.config import get_settings
-from identity_service.errors import ModelError
+from identity_service.training.attributes.fit import train_head
 
 TINY = CnnRecipe(widths=(8, 16), epochs=4, batch_size=32, lr=0.05)
 
@@ -130,7 +128,7 @@ def test_emotion_model_rejects_a_cnn_for_other_inputs(members):
 
 def test_retraining_without_a_cnn_removes_the_old_one(members, tmp_path):
     from identity_service.attributes.heads import HEAD_FILES, heads_dir
-    from identity_service.attributes.train_emotion import EmotionData, save_emotion_models
+    from identity_service.training.attributes.train_emotion import EmotionData, save_emotion_models
 
     head, cnn = members
     settings = get_settings().model_copy(

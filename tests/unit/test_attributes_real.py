@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from identity_service import FacePipeline
-from identity_service.attributes import HEAD_FILES, analyze_images, describe_heads, train_head
+from identity_service.attributes import HEAD_FILES, analyze_images, describe_heads
 from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
-from identity_service.attributes.data import (
-    EMOTIONS,
-    GENDERS,
-    RACES,
+from identity_service.attributes.emotion import EmotionModel
+from identity_service.attributes.heads import AGE_BINS, probabilities_from_features
+from identity_service.attributes.labels import EMOTIONS, GENDERS, RACES
+from identity_service.attributes.tuned import TUNED_ACTIONS
+from identity_service.attributes.tuned_features import FEATURES_FILE
+from identity_service.config import get_settings
+from identity_service.errors import NoFaceError
+from identity_service.models import MODELS
+from identity_service.training.attributes.data import (
     SEED,
     embed_folder,
     is_test,
@@ -21,16 +26,15 @@ from identity_service.attributes.data import (
     read_lfw_gender,
     read_utkface,
 )
-from identity_service.attributes.emotion import EmotionModel
-from identity_service.attributes.emotion_cnn import CnnRecipe
-from identity_service.attributes.heads import AGE_BINS, probabilities_from_features
-from identity_service.attributes.train import (
+from identity_service.training.attributes.emotion_cnn import CnnRecipe
+from identity_service.training.attributes.fit import train_head
+from identity_service.training.attributes.train import (
     AttributeData,
     evaluate_heads,
     save_heads,
     train_heads,
 )
-from identity_service.attributes.train_emotion import (
+from identity_service.training.attributes.train_emotion import (
     EMOTION_RECIPE,
     evaluate_emotion,
     load_emotion_data,
@@ -38,18 +42,14 @@ from identity_service.attributes.train_emotion import (
     train_emotion_cnn,
     train_emotion_head,
 )
-from identity_service.attributes.train_tuned import (
+from identity_service.training.attributes.train_tuned import (
     evaluate_tuned,
     frozen_for,
     load_dlib_resnet,
     save_tuned,
     train_tuned_network,
 )
-from identity_service.attributes.tuned import TUNED_ACTIONS, TunedNetwork, TunedRecipe
-from identity_service.attributes.tuned_features import FEATURES_FILE
-from identity_service.config import get_settings
-from identity_service.errors import NoFaceError
-from identity_service.models import MODELS
+from identity_service.training.attributes.tuned import TunedNetwork, TunedRecipe
 
 FER_HAPPY = get_settings().shared_dir / "data/fer2013/validation/happy/PublicTest_10130075.jpg"
 

@@ -9,13 +9,10 @@ import pytest
 import torch
 
 from identity_service import FacePipeline
-from identity_service.attributes import HEAD_FILES, train_head
+from identity_service.attributes import HEAD_FILES
 from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
-from identity_service.attributes.chips import face_chips
-from identity_service.attributes.data import GENDERS, RACES
 from identity_service.attributes.heads import heads_dir, probabilities_from_features
-from identity_service.attributes.train_tuned import load_dlib_resnet, remove_tuned, tuned_available
-from identity_service.attributes.tuned import TunedLabels, TunedNetwork, TunedRecipe, train_tuned
+from identity_service.attributes.labels import GENDERS, RACES
 from identity_service.attributes.tuned_features import (
     CHIP_READS,
     FEATURES_FILE,
@@ -25,6 +22,19 @@ from identity_service.attributes.tuned_features import (
 from identity_service.config import get_settings
 from identity_service.errors import ModelMismatchError
 from identity_service.imaging import load_image
+from identity_service.training.attributes.chips import face_chips
+from identity_service.training.attributes.fit import train_head
+from identity_service.training.attributes.train_tuned import (
+    load_dlib_resnet,
+    remove_tuned,
+    tuned_available,
+)
+from identity_service.training.attributes.tuned import (
+    TunedLabels,
+    TunedNetwork,
+    TunedRecipe,
+    train_tuned,
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from identity_service.calibration import (
     roc_curve,
     write_report,
 )
+from identity_service.calibration.metrics import tar_at_far
 from identity_service.calibration.sources import PairSet
 from identity_service.errors import DatasetError, FaceIDError
-from identity_service.eval.metrics import tar_at_far
 
 # Genuine ~ N(0.30, 0.08), impostor ~ N(0.70, 0.08): equal variances, so the log density ratio
 # is linear and meets zero at the midpoint 0.50 with slope -(0.70 - 0.30) / 0.08**2.
@@ -55,7 +55,7 @@ def test_threshold_far_tar_match_the_known_distributions():
     assert cal.threshold_ci[0] <= cal.threshold <= cal.threshold_ci[1]
     assert (cal.n_genuine, cal.n_impostor, cal.n_pairs) == (4000, 20000, 24000)
     assert cal.auc > 0.99
-    # The same choice as eval.metrics.tar_at_far.
+    # The same choice as calibration.metrics.tar_at_far.
     op = tar_at_far(d, same, 1e-2)
     assert (cal.threshold, cal.far, cal.tar) == (op.threshold, op.far, op.tar)
 

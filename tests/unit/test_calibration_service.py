@@ -50,7 +50,7 @@ def pairs_csv(tmp_path_factory, lfw_dir):
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, lfw_image):
-    svc = FaceService(Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=1))
+    svc = FaceService.embedded(Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=1))
     svc.create_collection("people")
     for person, numbers in PEOPLE.items():
         svc.enroll("people", person, [lfw_image(person, n) for n in numbers])
@@ -161,7 +161,7 @@ def test_cli_calibrate_csv_json(tmp_path, pairs_csv, monkeypatch):
     assert data["target_far"] == 0.5 and data["details"]["calibration_id"] == 1
     for name in ("calibration.json", "roc.png", "det.png", "distances.png"):
         assert (out / name).stat().st_size > 300
-    with FaceService(settings) as svc:
+    with FaceService.embedded(settings) as svc:
         [rec] = svc.repo.list_calibrations()
         assert rec.dataset == "csv:pairs.csv" and rec.collection_id is None
         assert rec.report["logistic"]["b"] < 0

@@ -11,8 +11,8 @@ import torch
 
 from identity_service.embed.dlib_convert import INPUT_NAME, build_onnx
 from identity_service.embed.dlib_format import parse_dlib_resnet
-from identity_service.embed.dlib_torch import DlibTorchNet
 from identity_service.models import get_model, resolve_file
+from identity_service.training.attributes.dlib_torch import DlibTorchNet
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from identity_service.attributes.train import accuracy_of
-from identity_service.eval.metrics import accuracy_interval
+from identity_service.calibration.metrics import accuracy_interval
+from identity_service.training.attributes.train import accuracy_of
 
 
 def test_interval_of_independent_items_matches_the_binomial_spread() -> None:

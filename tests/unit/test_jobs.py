@@ -48,7 +48,7 @@ def photos(tmp_path_factory, lfw_image) -> Path:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     settings = Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=1, broker_url=None)
-    svc = FaceService(settings)
+    svc = FaceService.embedded(settings)
     yield svc
     svc.close()
 
@@ -136,7 +136,7 @@ class _Recorder(Dispatcher):
 
 
 def test_recovery_resends_unfinished_tasks_only_when_stalled(tmp_path):
-    svc = FaceService(Settings(data_dir=tmp_path, broker_url=None))
+    svc = FaceService.embedded(Settings(data_dir=tmp_path, broker_url=None))
     repo: Repository = svc.repo
     parts = [{"task": "faceid.enroll_part", "queue": "gpu"}] * 3
     job = repo.create_job_with_parts("enroll", {}, parts)
@@ -223,7 +223,7 @@ def test_celery_app_configuration():
         ("gpu", "gpu"),
         ("admin", "admin"),
     }
-    from workers.tasks import JobTask
+    from identity_service.jobs.tasks import JobTask
 
     assert JobTask.acks_late and JobTask.reject_on_worker_lost and JobTask.max_retries
 

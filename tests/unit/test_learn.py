@@ -1,4 +1,5 @@
-"""identity_service.learn: miners, sampler, fit, checkpoints (torch; skipped without it)."""
+"""identity_service.training.metric: miners, sampler, fit, checkpoints (torch; skipped without
+it)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_metric_learning")
 
-from identity_service.learn.data import EmbeddingSet, identity_split  # noqa: E402
-from identity_service.learn.evaluate import embed, evaluate  # noqa: E402
-from identity_service.learn.mining import RECIPES, make_loss, make_miner  # noqa: E402
-from identity_service.learn.models import EmbeddingAdapter, SoftmaxLoss  # noqa: E402
-from identity_service.learn.train import balanced_sampler, fit  # noqa: E402
+from identity_service.training.metric.data import EmbeddingSet, identity_split  # noqa: E402
+from identity_service.training.metric.evaluate import embed, evaluate  # noqa: E402
+from identity_service.training.metric.mining import RECIPES, make_loss, make_miner  # noqa: E402
+from identity_service.training.metric.models import EmbeddingAdapter, SoftmaxLoss  # noqa: E402
+from identity_service.training.metric.train import balanced_sampler, fit  # noqa: E402
 
 
 def clusters(n_classes: int = 24, per: int = 10, dim: int = 16, seed: int = 0) -> EmbeddingSet:
@@ -159,7 +160,7 @@ def real_embeddings(lfw_dir):
     """dlib embeddings of the first 40 LFW people with at least 4 photos, 4 photos each,
     computed here (about 15 s) so the test does not depend on a benchmark's cache."""
     from identity_service import FacePipeline
-    from identity_service.learn.data import from_names
+    from identity_service.training.metric.data import from_names
 
     people = [d for d in sorted((lfw_dir / "images").iterdir()) if len(list(d.glob("*.jpg"))) >= 4][
         :40

@@ -8,9 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pytorch_metric_learning")
 
+from identity_service.embed.adapters import OnnxAdapter, attach_adapter  # noqa: E402
 from identity_service.embed.base import Embedder  # noqa: E402
-from identity_service.learn.adapter import OnnxAdapter, attach_adapter, export_adapter  # noqa: E402
-from identity_service.learn.models import EmbeddingAdapter, FaceCNN  # noqa: E402
+from identity_service.training.metric.adapter import export_adapter  # noqa: E402
+from identity_service.training.metric.models import EmbeddingAdapter, FaceCNN  # noqa: E402
 
 
 class FakeEmbedder(Embedder):
@@ -62,9 +63,9 @@ def test_wrapped_embedder_is_normalised_and_tagged(tmp_path):
 
 
 def test_face_folder_dataset_feeds_a_cnn(tmp_path, lfw_dir, pipeline):
-    from identity_service.learn.data import FaceFolderDataset
-    from identity_service.learn.mining import make_loss, make_miner
-    from identity_service.learn.train import balanced_sampler, fit
+    from identity_service.training.metric.crops import FaceFolderDataset
+    from identity_service.training.metric.mining import make_loss, make_miner
+    from identity_service.training.metric.train import balanced_sampler, fit
 
     people = [p for p in sorted((lfw_dir / "images").iterdir()) if len(list(p.glob("*.jpg"))) >= 4]
     for person in people[:5]:
@@ -93,8 +94,8 @@ def test_face_folder_dataset_feeds_a_cnn(tmp_path, lfw_dir, pipeline):
 
 
 def test_dataset_from_a_stored_collection(tmp_path):
-    from identity_service.learn.data import from_collection
     from identity_service.store import NewFace, Repository, make_engine, upgrade
+    from identity_service.training.metric.data import from_collection
 
     url = f"sqlite:///{tmp_path / 'faceid.sqlite3'}"
     upgrade(url)

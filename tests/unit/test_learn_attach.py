@@ -17,13 +17,14 @@ from identity_service import FaceService, Settings  # noqa: E402
 from identity_service.cli import app  # noqa: E402
 from identity_service.config import get_settings  # noqa: E402
 from identity_service.embed import create_embedder  # noqa: E402
+from identity_service.embed.adapters import AdaptedEmbedder, OnnxAdapter  # noqa: E402
 from identity_service.errors import (  # noqa: E402
     ModelFileMissingError,
     ModelMismatchError,
     UnknownModelError,
 )
-from identity_service.learn.adapter import AdaptedEmbedder, OnnxAdapter, export_adapter  # noqa: E402
 from identity_service.models import default_threshold  # noqa: E402
+from identity_service.training.metric.adapter import export_adapter  # noqa: E402
 
 BASE = "dlib-resnet-v1-tta8"
 THRESHOLD = 0.06  # mated probes here are at <= 0.03, the others at >= 0.08
@@ -83,7 +84,7 @@ def installed(env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(env, installed, lfw_image):
-    svc = FaceService(env)
+    svc = FaceService.embedded(env)
     svc.create_collection("adapted", model=installed[0]["model"])
     for person, numbers in PEOPLE.items():
         svc.enroll("adapted", person, [lfw_image(person, n) for n in numbers[:-1]])

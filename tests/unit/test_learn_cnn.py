@@ -14,12 +14,12 @@ pytest.importorskip("pytorch_metric_learning")
 from typer.testing import CliRunner  # noqa: E402
 
 from identity_service.cli import app  # noqa: E402
-from identity_service.learn.cnn import export_cnn  # noqa: E402
-from identity_service.learn.crops import CropSet, FlipJitter, extract_crops  # noqa: E402
-from identity_service.learn.device import DeviceUnavailableError, resolve_device  # noqa: E402
-from identity_service.learn.mining import make_loss, make_miner  # noqa: E402
-from identity_service.learn.models import FaceCNN  # noqa: E402
-from identity_service.learn.train import balanced_sampler, fit  # noqa: E402
+from identity_service.training.metric.cnn import export_cnn  # noqa: E402
+from identity_service.training.metric.crops import CropSet, FlipJitter, extract_crops  # noqa: E402
+from identity_service.training.metric.device import DeviceUnavailableError, resolve_device  # noqa: E402
+from identity_service.training.metric.mining import make_loss, make_miner  # noqa: E402
+from identity_service.training.metric.models import FaceCNN  # noqa: E402
+from identity_service.training.metric.train import balanced_sampler, fit  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def _add(service, coll, faces, tag):
 @pytest.fixture
 def synthetic(tmp_path):
     settings = Settings(data_dir=tmp_path, workers=1, open_set_recalibrate_factor=1.5)
-    service = FaceService(settings)
+    service = FaceService.embedded(settings)
     coll = service.repo.create_collection(
         "syn", model="synthetic", model_version="1", dim=DIM, target_fpir=0.05
     )

@@ -29,7 +29,7 @@ def gallery(tmp_path_factory, lfw_dir):
         (view / person).mkdir()
         (view / person / "1.jpg").symlink_to(people[person][0])
     settings = Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=2)
-    service = FaceService(settings)
+    service = FaceService.embedded(settings)
     coll = service.create_collection("lfw")
     import_folder(service, coll, view)
     mated = {p: people[p][1] for p in enrolled}

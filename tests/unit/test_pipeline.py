@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from identity_service import FacePipeline, get_settings
+from identity_service.calibration.sources import read_pairs
 from identity_service.errors import NoFaceError, UndecodableImageError
-from identity_service.eval.lfw import read_pairs
 from identity_service.models import get_model
 
 

@@ -14,6 +14,7 @@ from identity_service.errors import (
     DuplicateError,
     ModelMismatchError,
     NoFaceError,
+    SchemaOutdatedError,
     UnknownCollectionError,
     UnknownIdentityError,
 )
@@ -35,7 +36,7 @@ def settings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(settings, lfw_image):
-    svc = FaceService(settings)
+    svc = FaceService.embedded(settings)
     svc.create_collection("people")
     for person, numbers in PEOPLE.items():
         gallery = [lfw_image(person, n) for n in numbers[:-1]]  # last photo kept as the probe
@@ -136,7 +137,7 @@ def test_many_faces_policy(service, lfw_image):
 
 
 def test_delete_is_total_and_survives_a_restart(settings, lfw_image):
-    svc = FaceService(settings)
+    svc = FaceService.embedded(settings)
     svc.create_collection("gone")
     svc.enroll("gone", "Adam_Sandler", [lfw_image("Adam_Sandler", 1)])
     svc.enroll("gone", "Abel_Pacheco", [lfw_image("Abel_Pacheco", 1)])
@@ -146,7 +147,7 @@ def test_delete_is_total_and_survives_a_restart(settings, lfw_image):
     assert svc.delete_identity("gone", "Adam_Sandler") == 1
     assert all(m.external_id != "Adam_Sandler" for m in svc.find("gone", probe, k=5))
     svc.close()
-    restarted = FaceService(settings)  # loads the old snapshot, replays the removal
+    restarted = FaceService.embedded(settings)  # loads the old snapshot, replays the removal
     assert all(m.external_id != "Adam_Sandler" for m in restarted.find("gone", probe, k=5))
     follower = restarted.galleries.follower(restarted.collection("gone"))
     assert len(follower) == 1
@@ -161,7 +162,7 @@ def test_folder_import_is_idempotent(settings, lfw_dir, tmp_path, monkeypatch):
             (root / person / src.name).symlink_to(src)
     (root / "Adam_Sandler" / "notes.txt").write_text("not an image, ignored by suffix")
     (root / "Abel_Pacheco" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    svc = FaceService(settings)
+    svc = FaceService.embedded(settings)
     coll = svc.create_collection("folder")
     images = sorted(p for p in root.glob("*/*") if p.suffix == ".jpg")
     opened = count_opens(monkeypatch)
@@ -187,7 +188,7 @@ def test_folder_import_refuses_oversized_files_unread(settings, lfw_image, tmp_p
     (root / "Adam_Sandler" / "1.jpg").symlink_to(lfw_image("Adam_Sandler", 1))
     big = root / "Adam_Sandler" / "big.jpg"
     big.write_bytes(b"\xff" * (settings.max_image_bytes + 1))
-    svc = FaceService(settings)
+    svc = FaceService.embedded(settings)
     coll = svc.create_collection("oversized")
     opened = count_opens(monkeypatch)
     report = import_folder(svc, coll, root)
@@ -208,3 +209,27 @@ def test_an_enrollment_whose_images_all_fail_creates_no_person(service):
     assert known.identity_id is not None and not known.face_ids
     coll_id = service.collection("people").id
     assert service.repo.get_identity(coll_id, "Adam_Sandler").name == "Adam S."
+
+
+def test_opening_a_service_never_migrates_and_embedded_does(tmp_path):
+    settings = Settings(data_dir=tmp_path, workers=1)
+    with pytest.raises(SchemaOutdatedError, match="faceid db upgrade"):
+        FaceService(settings)
+    with FaceService.embedded(settings) as created:
+        created.create_collection("c", model="dlib-resnet-v1")
+    with FaceService(settings) as opened:  # at head now: opened as it is
+        assert opened.collection("c").tenant == "default"
+
+
+def test_a_tenant_handle_sees_only_its_tenant(service, lfw_image):
+    acme = service.for_tenant("acme")
+    with pytest.raises(UnknownCollectionError):
+        acme.collection("people")
+    acme.create_collection("people", model=service.collection("people").model)
+    acme.enroll("people", "bob", [lfw_image("Bob_Hope", 1)])
+    assert acme.collection("people").tenant == "acme"
+    assert acme.collection("people").id != service.collection("people").id
+    assert [m.external_id for m in acme.find("people", lfw_image("Bob_Hope", 2), k=3)] == ["bob"]
+    acme.close()  # a handle's close leaves the service open
+    assert service.find("people", lfw_image("Bob_Hope", 2), k=1)[0].external_id != "bob"
+    acme.delete_collection("people")

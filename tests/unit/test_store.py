@@ -12,13 +12,17 @@ import pytest
 
 from identity_service.errors import (
     DuplicateError,
+    InvalidIdentifierError,
+    InvalidMetadataError,
     ModelMismatchError,
     NotFoundError,
     UnknownCollectionError,
     UnknownFaceError,
     UnknownIdentityError,
 )
+from identity_service.service.ids import check_external_id
 from identity_service.store import CollectionRecord, NewFace, Repository, make_engine, upgrade
+from identity_service.store.metadata import MAX_DEPTH
 
 DIM = 8
 
@@ -339,3 +343,27 @@ def test_jobs_are_filtered_by_tenant_before_the_limit(tmp_path):
     assert [j.id for j in repo.list_jobs(limit=1, tenant="acme")] == [mine.id]
     legacy = repo.create_job("reindex", {})
     assert [j.id for j in repo.list_jobs(limit=1, tenant="default")] == [legacy.id]
+
+
+def test_metadata_that_could_not_be_read_back_is_refused_before_any_write(
+    repo: Repository, coll: CollectionRecord
+) -> None:
+    deep: dict = {}
+    node = deep
+    for _ in range(MAX_DEPTH):
+        node["x"] = {}
+        node = node["x"]
+    for bad in ({"x": "\udfff"}, deep, {"x": float("nan")}):
+        with pytest.raises(InvalidMetadataError):
+            repo.upsert_identity(coll.id, "carol", metadata=bad)
+    with pytest.raises(UnknownIdentityError):
+        repo.get_identity(coll.id, "carol")
+    shallow = {"a": {"b": [1, {"c": "é"}]}}
+    assert repo.upsert_identity(coll.id, "carol", metadata=shallow).metadata == shallow
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a\x00b", "tab\there", "x" * 201, "\udfff"])
+def test_the_id_rule(bad: str) -> None:
+    with pytest.raises(InvalidIdentifierError):
+        check_external_id(bad)
+    assert check_external_id("Ana Palacio (2003)…") == "Ana Palacio (2003)…"

@@ -1,1 +1,0 @@
-"""Evaluation on labelled data: LFW verification protocol and shared metrics."""
