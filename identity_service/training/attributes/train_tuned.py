@@ -3,7 +3,7 @@ race and age (:mod:`.tuned`) on the same images and splits as the embedding head
 (:mod:`.train`), and measured on the same held-out sides beside them.
 
 How ``analyze`` combines it with the embedding heads was chosen on a validation split cut from
-the training side (:func:`.train.validation_data`, ``bench/attributes_validation.py``): see
+the training side (:func:`.train.validation_data`, ``lab/attributes_validation.py``): see
 :data:`.tuned.AVERAGED_WITH_HEAD`."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ attribute on the pooled 256-d features. Age (label-distribution targets, as the 
 trained alongside as a third task.
 
 Cutting lower (the 128- or 64-channel stages up trained too, ``TunedRecipe.cut_channels``)
-was compared on the validation split (``bench/attributes_cut_validation.py``) and did not do
+was compared on the validation split (``lab/attributes_cut_validation.py``) and did not do
 better, at 1.9x and 3.3x the training time.
 
 The recipe is the standard one for fine-tuning a pretrained network, fixed before any

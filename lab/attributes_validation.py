@@ -9,16 +9,20 @@ mirror); the tuned network over 8 views (the chip, its mirror and the 6 dlib-sty
 the 8-view embedder) instead of 2; and a second tuned network, trained with another seed. Prints
 each one's validation figures and writes them.
 
-    .venv/bin/python bench/attributes_validation.py [--workers 2]
+    .venv/bin/python lab/attributes_validation.py [--workers 2]
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from dlib_peer import DlibPeer  # bench/dlib_peer.py
-from validation_split import (  # bench/validation_split.py
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # bench/dlib_peer.py
+from dlib_peer import DlibPeer
+from validation_split import (  # lab/validation_split.py
     arguments,
     head_answers,
     mean_of,

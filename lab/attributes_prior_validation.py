@@ -10,7 +10,7 @@ product's answer (tuned network and embedding head averaged), with the product's
 Decided before running: the correction ships if gender is no worse on either validation side and
 better on at least one.
 
-    .venv/bin/python bench/attributes_prior_validation.py [--workers 2]
+    .venv/bin/python lab/attributes_prior_validation.py [--workers 2]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from validation_split import (  # bench/validation_split.py
+from validation_split import (  # lab/validation_split.py
     arguments,
     head_answers,
     report,

@@ -9,7 +9,7 @@ Decided before running: augmentation ships if gender (the average, as ``analyze`
 no worse on either side and better on at least one, while race and age (the tuned network
 alone) lose no more than 0.5 point and 0.1 year.
 
-    .venv/bin/python bench/attributes_augment_validation.py [--views 6] [--workers 2]
+    .venv/bin/python lab/attributes_augment_validation.py [--views 6] [--workers 2]
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from augment import Augmentation, augmented_chips  # bench/augment.py
-from validation_split import (  # bench/validation_split.py
+from augment import Augmentation, augmented_chips  # lab/augment.py
+from validation_split import (  # lab/validation_split.py
     arguments,
     head_answers,
     report,

@@ -1,4 +1,4 @@
-"""``bench/augment.py``, the training views that ``bench/attributes_augment_validation.py``
+"""``lab/augment.py``, the training views that ``lab/attributes_augment_validation.py``
 compared: reproducible and within the stated distribution (its negative result stands on it)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-_path = Path(__file__).parents[2] / "bench" / "augment.py"
-_spec = importlib.util.spec_from_file_location("bench_augment", _path)
+_path = Path(__file__).parents[2] / "lab" / "augment.py"
+_spec = importlib.util.spec_from_file_location("lab_augment", _path)
 augment = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = augment  # dataclasses look their module up there
 _spec.loader.exec_module(augment)

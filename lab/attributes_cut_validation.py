@@ -5,14 +5,14 @@
 network alone and averaged with the embedding head, with the seconds its frozen pass and its
 training took, and writes them.
 
-    .venv/bin/python bench/attributes_cut_validation.py [--cuts 256,128,64] [--workers 2]
+    .venv/bin/python lab/attributes_cut_validation.py [--cuts 256,128,64] [--workers 2]
 """
 
 from __future__ import annotations
 
 import time
 
-from validation_split import (  # bench/validation_split.py
+from validation_split import (  # lab/validation_split.py
     arguments,
     head_answers,
     report,
