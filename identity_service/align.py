@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+import dlib
 import numpy as np
 
 # insightface's ArcFace template for a 112x112 crop, in LANDMARK_NAMES order.
@@ -70,7 +71,6 @@ def dlib_chip(
     padding: float = 0.25,
 ) -> np.ndarray:
     """dlib's own face chip (what its ResNet was trained on) from its 5-point shape."""
-    import dlib
 
     rect = dlib.rectangle(*(round(v) for v in box))
     parts = [dlib.point(round(x), round(y)) for x, y in shape5]

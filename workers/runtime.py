@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.worker import state
 from sqlalchemy.pool import NullPool
 
 from identity_service.jobs.context import service
@@ -57,7 +58,6 @@ class Watchdog(threading.Thread):
 def held_job_ids() -> list[str]:
     """Job (part) ids of the tasks this worker is running or holds for later (a retry's
     countdown, prefetched)."""
-    from celery.worker import state
 
     requests = [*state.active_requests, *state.reserved_requests]
     return [str(r.args[0]) for r in requests if r.args]

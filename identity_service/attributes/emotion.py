@@ -17,6 +17,7 @@ averaged with the one above, with equal weight (68.5 % on PublicTest; the CNN al
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from ..align import arcface_crop
 from ..config import Settings, get_settings
@@ -34,8 +35,6 @@ FEATURE_DIM = 512 + len(EMOTIONS)  # features, then logits
 
 
 def _with_feature_output(path) -> bytes:
-    import onnx
-
     model = onnx.load(str(path))
     model.graph.output.append(
         onnx.helper.make_tensor_value_info(FEATURE_TENSOR, onnx.TensorProto.FLOAT, None)

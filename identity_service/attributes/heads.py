@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from ..config import Settings, get_settings
 from ..errors import ModelError, ModelFileMissingError
@@ -128,8 +130,6 @@ def head_model(
     meta: dict[str, object],
 ) -> bytes:
     """The serialized ONNX graph of a head (needs the ``onnx`` package; loading does not)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     if isinstance(weights, LinearWeights):
         keys, dim = ("w", "b"), weights.w.shape[0]
@@ -164,8 +164,6 @@ def head_model(
 
 
 def _stamp(model: Any, name: str, classes: tuple[str, ...], meta: dict[str, object]) -> None:
-    from onnx import helper
-
     reserved = {NAME_KEY, CLASSES_KEY, FORMAT_KEY} & set(meta)
     if reserved:
         raise ValueError(f"head metadata may not use the reserved keys {sorted(reserved)}")
@@ -176,7 +174,6 @@ def _stamp(model: Any, name: str, classes: tuple[str, ...], meta: dict[str, obje
 
 def stamp(model: bytes, name: str, classes: tuple[str, ...], meta: dict[str, object]) -> bytes:
     """``model`` with ``name``, ``classes`` and ``meta`` as its metadata (needs ``onnx``)."""
-    import onnx
 
     proto = onnx.load_from_string(model)
     _stamp(proto, name, classes, meta)

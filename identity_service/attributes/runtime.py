@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+
 from ..embed.onnx_arcface import onnx_providers
 from ..errors import ModelError
 
@@ -15,7 +17,6 @@ def ort_session(model: Path | bytes, device: str, what: str, *, threads: int = 0
     Raises :class:`ModelError` when the GPU provider is missing (as the embedders do) or when
     onnxruntime cannot load ``model``. ``threads=0`` leaves onnxruntime's default pool.
     """
-    import onnxruntime as ort
 
     providers = onnx_providers(device)
     options = ort.SessionOptions()

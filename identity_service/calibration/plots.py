@@ -13,10 +13,10 @@ def write_plots(
     distances: np.ndarray, same: np.ndarray, cal: Calibration, out_dir: Path
 ) -> list[Path]:
     """Write ``roc.png``, ``det.png`` and ``distances.png`` into ``out_dir``."""
-    import matplotlib
+    import matplotlib  # optional, matplotlib: the learn and dev extras
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional, matplotlib: the learn and dev extras
 
     out_dir.mkdir(parents=True, exist_ok=True)
     d = np.asarray(distances, dtype=np.float64)
@@ -81,7 +81,7 @@ def _error_curve(plt, x: tuple[np.ndarray, float], y: tuple[np.ndarray, float | 
 
 
 def _save(fig: object, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional, matplotlib: the learn and dev extras
 
     fig.tight_layout()  # type: ignore[attr-defined]
     fig.savefig(path, dpi=110)  # type: ignore[attr-defined]

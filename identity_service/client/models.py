@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
 
 from ..types import EnrollResult, ImageFailure, Match, Matches, OperatingPoint
 from .calls import AsyncExecutor
@@ -296,9 +298,6 @@ class _Watch:
 
 class _Bar:
     def __init__(self, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
-
         self._progress = Progress(
             "[progress.description]{task.description}",
             BarColumn(),

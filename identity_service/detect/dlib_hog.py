@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import dlib
 import numpy as np
 
 from ..align import shape_to_array
@@ -30,8 +31,6 @@ class DlibHogDetector(Detector):
     name = "dlib-hog"
 
     def __init__(self, settings: Settings | None = None, upsample_retry: bool = True) -> None:
-        import dlib
-
         settings = settings or get_settings()
         spec = get_model(self.name)
         files = {f.filename: resolve_file(f, settings) for f in spec.files}
@@ -43,8 +42,6 @@ class DlibHogDetector(Detector):
         self._lock = threading.Lock()  # dlib objects are not documented as thread-safe
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        import dlib
-
         with self._lock:
             rects, scores, _ = self._detector.run(image, 0, 0.0)
             small = max(image.shape[:2]) <= UPSAMPLE_MAX_SIDE

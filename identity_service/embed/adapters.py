@@ -25,6 +25,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from ..errors import UnknownModelError
 from ..types import Detection
@@ -35,8 +36,6 @@ class OnnxAdapter:
     """The exported adapter as a numpy function: ``embeddings (n, in_dim) -> (n, out_dim)``."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
-
         data = Path(path).read_bytes()
         self.sha8 = hashlib.sha256(data).hexdigest()[:8]
         try:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ModelError
 from ..files import write_bytes_atomically
@@ -34,14 +36,6 @@ def _out_size(n: int, layer: _Layer) -> int:
 
 def build_onnx(net: DlibResNet):
     """The ONNX model: ``input`` (N,3,150,150) RGB 0..255 -> ``embedding`` (N,128) raw."""
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError as exc:
-        raise ModelError(
-            "converting dlib's ResNet to ONNX needs the `onnx` package (pip install onnx)"
-        ) from exc
-
     nodes: list = []
     inits: list = []
     used: dict[str, int] = {}

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import threading
 
+import dlib
 import numpy as np
+import onnxruntime as ort
 
 from ..config import Settings, get_settings
 from ..errors import ModelError
@@ -54,8 +56,6 @@ class DlibResNetOnnxEmbedder(DlibResNetEmbedder):
         threads: int | None = None,
         spin: bool = False,
     ) -> None:
-        import dlib
-        import onnxruntime as ort
 
         settings = settings or get_settings()
         self.views = jitter_views(views)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import dlib
 import numpy as np
 
 from ..align import dlib_chip, shape_to_array
@@ -19,8 +20,6 @@ class DlibResNetEmbedder(Embedder):
     dim = 128
 
     def __init__(self, settings: Settings | None = None) -> None:
-        import dlib
-
         settings = settings or get_settings()
         files = {f.filename: resolve_file(f, settings) for f in get_model(self.name).files}
         self._net = dlib.face_recognition_model_v1(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from ..align import arcface_crop
 from ..errors import ModelError
@@ -22,8 +23,6 @@ from .base import Embedder
 
 
 def onnx_providers(device: str) -> list[str]:
-    import onnxruntime as ort
-
     available = ort.get_available_providers()
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
@@ -44,7 +43,6 @@ class OnnxArcFaceEmbedder(Embedder):
         device: str = "cpu",
         face_input: FaceInput | None = None,
     ) -> None:
-        import onnxruntime as ort
 
         self.face_input = face_input or FaceInput()
         try:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from ...attributes.emotion_cnn import CNN_DIM, CNN_SIDE
 from ...attributes.heads import INPUT_NAME, IR_VERSION, OPSET, OUTPUT_NAME, Head
@@ -47,7 +49,7 @@ class CnnRecipe:
 
 
 def _network(widths: tuple[int, ...], k: int, dropout: float):
-    import torch.nn as nn
+    import torch.nn as nn  # optional, torch: the learn extra
 
     layers: list[nn.Module] = []
     channels = 1
@@ -71,7 +73,7 @@ def _normalized(faces):
 
 def _augment(x, recipe: CnnRecipe, g):
     """Random flip, rotation, scale and shift of a ``(B, 1, 48, 48)`` batch."""
-    import torch
+    import torch  # optional, torch: the learn extra
     import torch.nn.functional as F
 
     n = x.shape[0]
@@ -102,7 +104,7 @@ def train_cnn(
 ) -> Head:
     """Train on ``(N, 48, 48)`` uint8 faces; returns the network as a head. ``progress`` gets
     each finished epoch and its mean training loss."""
-    import torch
+    import torch  # optional, torch: the learn extra
 
     recipe = recipe or CnnRecipe()
     torch.manual_seed(seed)
@@ -152,7 +154,7 @@ def train_cnn(
 
 
 def native_bf16() -> bool:
-    import torch
+    import torch  # optional, torch: the learn extra
 
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -163,9 +165,7 @@ def native_bf16() -> bool:
 def cnn_model(network, k: int) -> bytes:
     """The ONNX graph of a trained :func:`_network` (eval mode): batch norm folded into the
     convolutions, input the flattened 0..255 face."""
-    import onnx
-    import torch.nn as nn
-    from onnx import TensorProto, helper, numpy_helper
+    import torch.nn as nn  # optional, torch: the learn extra
 
     inits = [
         numpy_helper.from_array(np.array([-1, 1, CNN_SIDE, CNN_SIDE], np.int64), "shape"),

@@ -50,7 +50,7 @@ def train_head(
     """Train one head. Full-batch cross-entropy by default; with ``age_sigma`` the target is a
     Gaussian over the age bins (label distribution learning) plus an L1 term on the expected
     age. A ``recipe`` replaces the keyword settings."""
-    import torch
+    import torch  # optional, torch: the learn extra
 
     recipe = recipe or Recipe(hidden, epochs, lr, weight_decay, age_sigma)
     x = np.asarray(x, np.float32)
@@ -77,7 +77,7 @@ def fold_standardization(weights: MlpWeights, mean: np.ndarray, scale: np.ndarra
 
 
 def _fit(x: np.ndarray, y: np.ndarray, k: int, seed: int, recipe: Recipe) -> MlpWeights:
-    import torch
+    import torch  # optional, torch: the learn extra
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -106,7 +106,7 @@ def _fit(x: np.ndarray, y: np.ndarray, k: int, seed: int, recipe: Recipe) -> Mlp
 
 
 def _full_batch(model, opt, xt, yt, k: int, recipe: Recipe) -> None:
-    import torch
+    import torch  # optional, torch: the learn extra
 
     if recipe.age_sigma is not None:
         bins = torch.arange(k, dtype=torch.float32)
@@ -129,7 +129,7 @@ def _full_batch(model, opt, xt, yt, k: int, recipe: Recipe) -> None:
 
 
 def _minibatch(model, opt, xt, yt, recipe: Recipe, g) -> None:
-    import torch
+    import torch  # optional, torch: the learn extra
 
     size = int(recipe.batch_size or 1)
     steps = recipe.epochs * -(-len(xt) // size)

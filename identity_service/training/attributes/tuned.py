@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import onnx
+from onnx import TensorProto, compose, helper, numpy_helper
 
 from ...attributes.heads import AGE_BINS, INPUT_NAME, IR_VERSION, OPSET, Head, LinearWeights
 from ...attributes.tuned import AVERAGED_WITH_HEAD, FEATURE_CHANNELS, TUNED_ACTIONS
@@ -86,7 +88,7 @@ class TunedLabels:
 
 def _torch():
     try:
-        import torch
+        import torch  # optional, torch: the learn extra
     except ImportError as exc:
         raise ImportError(
             "training the tuned heads needs torch: pip install -e '.[learn]'"
@@ -266,8 +268,6 @@ def train_tuned(
 def features_graph(net: DlibResNet) -> bytes:
     """``embeddings`` (n, 67500) flattened HWC chip -> ``net``'s graph (its projection should
     be the identity, so the output is the pooled features)."""
-    import onnx
-    from onnx import TensorProto, compose, helper, numpy_helper
 
     body = dlib_convert.build_onnx(net)
     body.ir_version = IR_VERSION

@@ -161,10 +161,10 @@ def write(report: IdentificationReport, out_dir: Path) -> list[Path]:
 def write_det_plot(report: IdentificationReport, at: int, path: Path) -> Path:
     """FNIR against FPIR for the ``at``-th gallery size, one curve per model and the peer,
     with each model's calibrated operating point marked."""
-    import matplotlib
+    import matplotlib  # optional, matplotlib: the learn and dev extras
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional, matplotlib: the learn and dev extras
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for model in report.models:

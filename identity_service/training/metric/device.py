@@ -14,7 +14,7 @@ class DeviceUnavailableError(FaceIDError):
 
 def resolve_device(device: str) -> str:
     """``device`` if torch can run on it; :class:`DeviceUnavailableError` otherwise."""
-    import torch
+    import torch  # optional, torch: the learn extra
 
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise DeviceUnavailableError(f"device must be cpu, cuda or cuda:N, not {device!r}")

@@ -17,10 +17,10 @@ def scatter_2d(
     embeddings: np.ndarray, labels: np.ndarray, names: list[str], path: Path, title: str = ""
 ) -> Path:
     """Scatter of 2-d points (PCA first if wider), one colour per label."""
-    import matplotlib
+    import matplotlib  # optional, matplotlib: the learn and dev extras
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional, matplotlib: the learn and dev extras
 
     points = embeddings if embeddings.shape[1] == 2 else pca_2d(embeddings)
     fig, ax = plt.subplots(figsize=(7, 6))
