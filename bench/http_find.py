@@ -1,7 +1,9 @@
-"""HTTP ``find`` on a large gallery: latency (p50/p99) and throughput at 1, 8 and 32 clients.
+"""HTTP ``find`` on a large gallery: latency (p50/p99), throughput and load shed at 1, 8 and 32
+clients, before and after, in one run.
 
     .venv/bin/python bench/http_find.py                    # 100k faces on Postgres
     .venv/bin/python bench/http_find.py --faces 20000 --seconds 5   # quicker
+    .venv/bin/python bench/http_find.py --faces 1000000 --seconds 20
 
 Builds a gallery of synthetic faces plus a few real LFW people in a fresh Postgres database
 (synthetic rows bulk-loaded with COPY, see ``bulk_load``; the real people through
@@ -9,11 +11,23 @@ Builds a gallery of synthetic faces plus a few real LFW people in a fresh Postgr
 The synthetic identities come from the Gaussian face model of bench/index_scale.py, fitted to
 the real LFW embedding cache when one exists (``--real``): identity centre plus within-identity
 noise, ``--per-identity`` faces each, so the index sees face-like (hard) data, not uniform
-noise. It then starts ``faceid serve`` in its own process, and loads it
-from another process on loopback with httpx for a bounded time per concurrency level. The
-``Server-Timing`` header of each answer splits the time into decode, detect_embed (detection,
-alignment, embedding), search (index + metadata) and app (all server time); the rest of the
-client's latency is HTTP (loopback, parsing, event loop and client).
+noise. Then, for each of ``--modes``, it starts ``faceid serve`` in its own process and loads
+it from another process on loopback with httpx for a bounded time per concurrency level
+(bench/http_load.py):
+
+- ``baseline``: the code at ``--baseline-rev`` (before the query path was reworked), on a copy
+  of the database at that code's schema;
+- ``inline``: this code with ``FACEID_API_MODEL_WORKERS=0`` (detection and embedding in the
+  request's thread, no queue);
+- ``pool``: this code as configured (the model pool, micro-batching, load shedding).
+
+Image probes are real LFW photos; this code's modes are also probed with their embeddings (the
+JSON ``embedding`` probe). A client answered 503 waits for Retry-After (at most
+``--retry-cap`` s) and tries again; those are counted as shed, beside the server's
+``faceid_requests_shed_total``. The ``Server-Timing`` header of each answer splits the server's
+time into decode, queue, model, point, index, owners and app (the baseline's: decode,
+detect_embed, search, app); overhead is app less decode and model, http the client's latency
+less app.
 Writes bench/results/http_find.json.
 """
 
@@ -23,15 +37,14 @@ import argparse
 import csv
 import io
 import json
-import multiprocessing as mp
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,14 +55,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from identity_service.api.settings import ApiSettings  # noqa: E402
+from identity_service.config import ModelSettings, Settings  # noqa: E402
 from identity_service.service import FaceService  # noqa: E402
 from identity_service.store import upgrade  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from http_load import load  # noqa: E402
 
 PG = os.environ.get(
     "FACEID_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
 EMBEDDER = "dlib-resnet-v1"
+DIM = 128
 CHUNK_IDENTITIES = 10_000
 PEOPLE = ["Abel_Pacheco", "Adam_Sandler", "Abdullah_Gul", "Akhmed_Zakayev"]
 
@@ -62,7 +79,9 @@ def face_model(real: Path | None) -> Any:
     real = real or newest_lfw_cache()
     if real is not None and real.is_file():
         embeddings, labels = load_real(real)
-        return FaceModel(embeddings, labels, seed=7)
+        if embeddings.shape[1] == DIM:  # a cache of another model does not fit its vectors
+            return FaceModel(embeddings, labels, seed=7)
+        print(f"{real} holds {embeddings.shape[1]}-d embeddings, not {DIM}: stand-in model")
     return FaceModel(None, None, seed=7)
 
 
@@ -139,7 +158,7 @@ def bulk_load(engine: Any, coll: Any, model: Any, n_faces: int, per_identity: in
 
 
 def build_gallery(
-    settings: ApiSettings, n_faces: int, per_identity: int, lfw: Path, model: Any
+    settings: Settings, n_faces: int, per_identity: int, lfw: Path, model: Any
 ) -> dict:
     """Synthetic faces in bulk, then real LFW people (photos 1-2) to find with photo 3."""
     report: dict[str, Any] = {"gallery_data": model.source}
@@ -160,153 +179,178 @@ def build_gallery(
     return report
 
 
-def _load_worker(url: str, probes: list[bytes], clients: int, seconds: float, out: Any) -> None:
-    """Runs in its own process: ``clients`` threads, each one keep-alive connection."""
-    import httpx
+def probe_embeddings(settings: Settings, probes: list[bytes]) -> list[list[float]]:
+    """The probes' embeddings, as a caller that embeds at the edge would send them."""
+    from identity_service.pipeline import FacePipeline
 
-    samples: list[dict[str, float]] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
-
-    def run(i: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            n = i
-            while time.perf_counter() < stop:
-                probe = probes[n % len(probes)]
-                n += 1
-                t = time.perf_counter()
-                r = http.post(
-                    "/v1/collections/bench/find", files={"image": ("p.jpg", probe)}, data={"k": "5"}
-                )
-                latency = (time.perf_counter() - t) * 1000
-                if r.status_code != 200:
-                    with lock:
-                        errors.append(f"{r.status_code} {r.text[:200]}")
-                    continue
-                timing = {"latency": latency}
-                for part in r.headers.get("server-timing", "").split(","):
-                    name, _, dur = part.strip().partition(";dur=")
-                    if dur:
-                        timing[name] = float(dur)
-                with lock:
-                    samples.append(timing)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.put(
-        {
-            "samples": samples,
-            "errors": errors[:5],
-            "n_errors": len(errors),
-            "wall": time.perf_counter() - start,
-        }
-    )
+    with FacePipeline(embedder=EMBEDDER, settings=settings) as pipeline:
+        return [pipeline.represent(p, max_faces=1)[0].embedding.tolist() for p in probes]
 
 
-def load(url: str, probes: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_load_worker, args=(url, probes, clients, seconds, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    samples = result["samples"]
-    lat = np.array([s["latency"] for s in samples])
-    mean = {
-        k: round(float(np.mean([s.get(k, 0.0) for s in samples])), 2)
-        for k in ("decode", "detect_embed", "search", "app")
-    }
-    mean["http_and_queue"] = round(float(np.mean(lat)) - mean["app"], 2)
-    return {
-        "clients": clients,
-        "requests": len(samples),
-        "errors": result["n_errors"],
-        "error_samples": result["errors"],
-        "throughput_rps": round(len(samples) / result["wall"], 1),
-        "p50_ms": round(float(np.percentile(lat, 50)), 1),
-        "p99_ms": round(float(np.percentile(lat, 99)), 1),
-        "mean_split_ms": mean,
-    }
+def baseline_tree(rev: str, tmp: Path) -> Path:
+    """The code at ``rev`` (the commit before this work: the figures it is measured against)."""
+    tree = tmp / f"code-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
 
 
-def main() -> None:
+def baseline_database(url_db: str, revision: str) -> tuple[str, Any]:
+    """A copy of the gallery's database at schema ``revision`` for the baseline's code."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from identity_service.store import downgrade
+
+    source = make_url(url_db)
+    name = f"{source.database}_base"
+    admin = create_engine(source.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    url = source.set(database=name).render_as_string(hide_password=False)
+    downgrade(url, revision)
+    return url, drop
+
+
+class Server:
+    """One ``faceid serve`` process, of this tree or of ``code`` (the baseline)."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int, code: Path = REPO) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-m", "identity_service", "serve", "--port", str(self.port)]
+        cmd += ["--workers", str(workers), "--log-level", "warning", "--no-auth"]
+        env = {**env, "PYTHONPATH": str(code)}
+        out = open(log, "wb")  # noqa: SIM115 - the process owns it
+        start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            cmd, cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait_ready(self.url, self.proc, log)
+        self.start_seconds = round(time.perf_counter() - start, 1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(60)
+
+
+def run_mode(mode: dict[str, Any], args: Any, probes: list[bytes], vectors: list[Any]) -> dict:
+    """Image probes at each client count, then embedding probes where the code takes them."""
+    server = Server(mode["env"], mode["log"], args.server_workers, mode.get("code", REPO))
+    out: dict[str, Any] = {"mode": mode["name"], "server_start_seconds": server.start_seconds}
+    out["load_avg_at_start"] = os.getloadavg()
+    try:
+        load(server.url, probes, 1, 2.0)  # warm-up
+        out["image"] = []
+        for clients in _counts(args.clients):
+            run = load(server.url, probes, clients, args.seconds, args.retry_cap)
+            out["image"].append(run)
+            print(mode["name"], "image", json.dumps(run), flush=True)
+        if mode.get("embedding"):
+            out["embedding"] = []
+            for clients in _counts(args.embedding_clients):
+                run = load(server.url, vectors, clients, args.seconds, args.retry_cap)
+                out["embedding"].append(run)
+                print(mode["name"], "embedding", json.dumps(run), flush=True)
+    finally:
+        server.stop()
+    return out
+
+
+def _counts(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--per-identity", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--embedding-clients", default="1,8,32")
     parser.add_argument("--server-workers", type=int, default=1)
+    parser.add_argument(
+        "--modes",
+        default="baseline,inline,pool",
+        help="baseline: the code at --baseline-rev; inline: this code without the model pool "
+        "(FACEID_API_MODEL_WORKERS=0); pool: this code as configured; pool-w1-q0: with 1 model "
+        "worker and a queue of 0 (any of -wN, -qN)",
+    )
+    parser.add_argument("--baseline-rev", default="ff84fc8")
+    parser.add_argument("--retry-cap", type=float, default=1.0, help="longest wait after a 503")
     parser.add_argument("--real", type=Path, default=None, help="default: newest LFW cache")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "http_find.json")
-    args = parser.parse_args()
-    model = face_model(args.real)
+    return parser.parse_args()
 
+
+def _mode(name: str, args: Any, env: dict[str, str], tmp: Path, drops: list[Any]) -> dict:
+    """How a mode's server runs: its code, environment and log."""
+    mode: dict[str, Any] = {"name": name, "env": dict(env), "log": tmp / f"{name}.log"}
+    if name == "baseline":
+        mode["code"] = baseline_tree(args.baseline_rev, tmp)
+        base_url, base_drop = baseline_database(env["FACEID_DATABASE_URL"], "0002")
+        drops.append(base_drop)
+        base_dir = tmp / "baseline-data"
+        for folder in ("index", "cache"):
+            if (tmp / folder).is_dir():
+                shutil.copytree(tmp / folder, base_dir / folder)
+        mode["env"].update(FACEID_DATABASE_URL=base_url, FACEID_DATA_DIR=str(base_dir))
+    else:
+        mode["embedding"] = name in ("inline", "pool")  # variants of the pool: images only
+        if name == "inline":
+            mode["env"]["FACEID_API_MODEL_WORKERS"] = "0"
+        for part in name.split("-")[1:]:  # pool-w1-q0: 1 model worker, queue of 0
+            setting = {"w": "FACEID_API_MODEL_WORKERS", "q": "FACEID_API_QUEUE_MAX"}[part[0]]
+            mode["env"][setting] = part[1:]
+    return mode
+
+
+def main() -> None:
+    args = _arguments()
+    model = face_model(args.real)
     url_db, drop = fresh_database()
     tmp = Path(tempfile.mkdtemp(prefix="faceid-bench-"))
     upgrade(url_db)
-    settings = ApiSettings(database_url=url_db, data_dir=tmp, embedder=EMBEDDER, workers=1)
+    settings = Settings(
+        database_url=url_db, data_dir=tmp, workers=1, models=ModelSettings(embedder=EMBEDDER)
+    )
     lfw = settings.lfw_dir
-    proc = None
+    drops = [drop]
     try:
         report: dict[str, Any] = {"faces_requested": args.faces, "embedder": EMBEDDER}
         report.update(build_gallery(settings, args.faces, args.per_identity, lfw, model))
         print(f"gallery: {report}", flush=True)
-        port = _free_port()
+        probes = [(lfw / "images" / p / f"{p}_0003.jpg").read_bytes() for p in PEOPLE]
+        vectors = probe_embeddings(settings, probes)
         env = {
             **os.environ,
             "FACEID_DATABASE_URL": url_db,
             "FACEID_DATA_DIR": str(tmp),
+            "FACEID_SHARED_DIR": str(settings.shared_dir),
             "FACEID_EMBEDDER": EMBEDDER,
             "FACEID_WORKERS": "1",
             "FACEID_API_AUTH": "false",
         }
         env.pop("FACEID_BROKER_URL", None)
-        log = open(tmp / "server.log", "wb")  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "identity_service",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.server_workers),
-            "--log-level",
-            "warning",
-            "--no-auth",
-        ]
-
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, proc, tmp / "server.log")
-        report["server_start_seconds"] = round(time.perf_counter() - start, 1)
-        probes = [(lfw / "images" / p / f"{p}_0003.jpg").read_bytes() for p in PEOPLE]
-        load(url, probes, 1, 2.0)  # warm-up
-        report["runs"] = []
-        for clients in (int(c) for c in args.clients.split(",")):
-            run = load(url, probes, clients, args.seconds)
-            report["runs"].append(run)
-            print(json.dumps(run), flush=True)
-        report["machine"] = {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg_at_end": os.getloadavg(),
-        }
+        modes = [_mode(name, args, env, tmp, drops) for name in args.modes.split(",")]
+        report["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+        report["machine"]["load_avg_at_start"] = os.getloadavg()
+        report["modes"] = [run_mode(mode, args, probes, vectors) for mode in modes]
+        report["machine"]["load_avg_at_end"] = os.getloadavg()
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         _print_table(report)
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(20)
-        drop()
+        for undo in reversed(drops):
+            undo()
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -334,19 +378,24 @@ def _free_port() -> int:
 def _print_table(report: dict[str, Any]) -> None:
     print(
         f"\nHTTP find, gallery {report['gallery_faces']} faces ({report['index_kind']}), "
-        f"{report['embedder']}; insert {report['insert_seconds']} s"
+        f"{report['embedder']}; split: p50 ms of Server-Timing; overhead = app - decode - model"
     )
-    print(
-        f"{'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'decode':>7} "
-        f"{'det+emb':>7} {'search':>7} {'app':>7} {'http':>7} {'errors':>6}"
-    )
-    for r in report["runs"]:
-        m = r["mean_split_ms"]
-        print(
-            f"{r['clients']:>7} {r['throughput_rps']:>7} {r['p50_ms']:>7} {r['p99_ms']:>7} "
-            f"{m['decode']:>7} {m['detect_embed']:>7} {m['search']:>7} {m['app']:>7} "
-            f"{m['http_and_queue']:>7} {r['errors']:>6}"
-        )
+    cols = ("decode", "queue", "model", "point", "index", "owners", "overhead", "app", "http")
+    head = f"{'mode':>8} {'probe':>9} {'clients':>7} {'req/s':>6} {'p50':>7} {'p99':>7} "
+    print(head + f"{'shed':>5} " + " ".join(f"{c:>8}" for c in cols))
+    for mode in report["modes"]:
+        for probe in ("image", "embedding"):
+            for r in mode.get(probe, []):
+                m = r["split_p50_ms"]
+                split = " ".join(f"{m.get(c, 0.0) if c != 'model' else _model(m):>8}" for c in cols)
+                print(
+                    f"{mode['mode']:>8} {probe:>9} {r['clients']:>7} {r['throughput_rps']:>6} "
+                    f"{r['p50_ms']:>7} {r['p99_ms']:>7} {r['shed']:>5} {split}"
+                )
+
+
+def _model(split: dict[str, float]) -> float:
+    return split.get("model", split.get("detect_embed", 0.0))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How soon a running query node sees a batch another process committed (and a deletion).
 
 A query node (a separate process with its own FaceService on Postgres) calls ``find`` back to
-back, as a busy API node would; it polls ``index_log`` at most every ``index_poll_interval``
+back, as a busy API node would; it polls ``index_log`` at most every ``index.poll_interval``
 before a query. The writer commits a batch of 4 faces through ``Repository.add_faces`` (the
 transaction an enrollment batch task commits); the latency of a trial is the time from that
 commit returning to the first ``find`` on the query node that returns the new face at rank 1.
@@ -48,11 +48,14 @@ def _new_face(vec: np.ndarray, key: str, i: int):
 
 def query_node(url: str, data_dir: str, poll: float, conn: Connection) -> None:
     from identity_service import FaceService, Settings
+    from identity_service.config import IndexSettings
 
     # The follower re-reads a window of the log on each poll and logs every 'add' whose face
     # was deleted since at ERROR; a benchmark that deletes what it adds would drown in them.
     logging.getLogger("identity_service.index.sync").setLevel(logging.CRITICAL)
-    settings = Settings(database_url=url, data_dir=Path(data_dir), index_poll_interval=poll)
+    settings = Settings(
+        database_url=url, data_dir=Path(data_dir), index=IndexSettings(poll_interval=poll)
+    )
     service = FaceService.embedded(settings)
     coll = service.collection("fresh")
     service.find(coll, _unit(np.random.default_rng(0), 1)[0], k=1)  # start the follower
@@ -140,7 +143,7 @@ def run(url: str, trials: int, poll: float, gallery: int) -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--trials", type=int, default=100)
-    ap.add_argument("--poll", type=float, default=0.05, help="index_poll_interval (seconds)")
+    ap.add_argument("--poll", type=float, default=0.05, help="index.poll_interval (seconds)")
     ap.add_argument("--gallery", type=int, default=2000)
     ap.add_argument("--server", default=os.environ.get("FACEID_TEST_POSTGRES_URL", DEFAULT_SERVER))
     ap.add_argument(

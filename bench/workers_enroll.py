@@ -35,7 +35,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from identity_service import FaceService
-from identity_service.jobs import JobSettings, submit_enroll_folder, wait_for_job
+from identity_service.config import JobSettings, Settings
+from identity_service.jobs import submit_enroll_folder, wait_for_job
 from identity_service.service import import_folder, list_folder
 from identity_service.store import upgrade
 
@@ -125,7 +126,7 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "workers_enroll.json"
     )
     args = ap.parse_args()
-    lfw = JobSettings().lfw_dir / "images"
+    lfw = Settings().lfw_dir / "images"
     load_before = os.getloadavg()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.server) as url:
@@ -134,8 +135,11 @@ def main() -> None:
             (root / person).mkdir(parents=True, exist_ok=True)
             (root / person / image.name).symlink_to(image)
         redis.Redis.from_url(args.broker).flushdb()
-        settings = JobSettings(
-            database_url=url, broker_url=args.broker, data_dir=Path(tmp) / "data", workers=1
+        settings = Settings(
+            database_url=url,
+            data_dir=Path(tmp) / "data",
+            workers=1,
+            jobs=JobSettings(broker_url=args.broker),
         )
         env = {
             **os.environ,

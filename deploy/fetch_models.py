@@ -17,7 +17,7 @@ from identity_service.models.registry import get_model, resolve_file
 
 
 def wanted(settings: Settings) -> list[str]:
-    names = [*settings.detector.split("+"), settings.embedder]
+    names = [*settings.models.detector.split("+"), settings.models.embedder]
     return [n for n in names if n in MODELS]
 
 

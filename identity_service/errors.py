@@ -143,6 +143,14 @@ class DuplicateError(ConflictError):
     code = "duplicate"
 
 
+class OverloadedError(FaceIDError):
+    """The server is at capacity (its queue of model work is full): shed, not queued. Retry
+    after a moment, or on another node."""
+
+    code = "overloaded"
+    http_status = 503
+
+
 class SchemaOutdatedError(FaceIDError):
     code = "schema_outdated"
     http_status = 503

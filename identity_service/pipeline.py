@@ -46,12 +46,13 @@ class FacePipeline:
     ) -> None:
         settings = settings or get_settings()
         if device is not None:
-            settings = settings.model_copy(update={"device": device})
+            models = settings.models.model_copy(update={"device": device})
+            settings = settings.model_copy(update={"models": models})
         self.settings = settings
         self.embedder = (
             embedder
             if isinstance(embedder, Embedder)
-            else create_embedder(embedder or settings.embedder, settings)
+            else create_embedder(embedder or settings.models.embedder, settings)
         )
         # A model whose crop is defined on one detector's landmarks names it in the registry.
         spec = MODELS.get(self.embedder.name)
@@ -59,7 +60,7 @@ class FacePipeline:
             detector
             if isinstance(detector, Detector)
             else create_detector(
-                detector or (spec.detector if spec else None) or settings.detector, settings
+                detector or (spec.detector if spec else None) or settings.models.detector, settings
             )
         )
         self.workers = workers or settings.workers

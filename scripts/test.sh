@@ -4,7 +4,7 @@
 # go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev,learn
+bash scripts/setup.sh dev,learn,milvus
 bash scripts/services.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -6,6 +6,9 @@ import pytest
 
 from identity_service.config import get_settings
 
+# The vector stores a gallery can live in (faiss, milvus): the `vector_store` fixture.
+pytest_plugins = ["vector_stores"]
+
 
 @pytest.fixture(scope="session")
 def lfw_dir() -> Path:
@@ -42,16 +45,13 @@ def api(tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from identity_service.api import create_app
-    from identity_service.api.settings import ApiSettings
+    from identity_service.config import ApiSettings, ModelSettings, Settings
 
-    settings = ApiSettings(
+    settings = Settings(
         data_dir=tmp_path_factory.mktemp("api"),
         workers=1,
-        embedder="dlib-resnet-v1",
-        api_auth=True,
-        api_max_k=20,
-        api_max_batch=16,
-        api_max_body_bytes=4 * 1024 * 1024,
+        models=ModelSettings(embedder="dlib-resnet-v1"),
+        api=ApiSettings(auth=True, max_k=20, max_batch=16, max_body_bytes=4 * 1024 * 1024),
     )
     app = create_app(settings)
     with TestClient(app) as http:  # runs the lifespan: models load once, here

@@ -14,10 +14,10 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.worker import state
 from sqlalchemy.pool import NullPool
 
+from identity_service.config import Settings
 from identity_service.jobs.context import service
 from identity_service.jobs.dispatch import Dispatcher
 from identity_service.jobs.recovery import recover_stalled
-from identity_service.jobs.settings import JobSettings
 from identity_service.store import Repository, make_engine
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _load_models(**_: Any) -> None:
 
 
 class Watchdog(threading.Thread):
-    def __init__(self, settings: JobSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(name="faceid-job-watchdog", daemon=True)
         self.settings = settings
         self.stop = threading.Event()
@@ -46,10 +46,10 @@ class Watchdog(threading.Thread):
         engine = make_engine(s.resolved_database_url, poolclass=NullPool)
         repo = Repository(engine)
         dispatcher = Dispatcher(s)
-        while not self.stop.wait(s.job_sweep_interval * random.uniform(0.8, 1.2)):
+        while not self.stop.wait(s.jobs.sweep_interval * random.uniform(0.8, 1.2)):
             try:
                 repo.touch_jobs(held_job_ids())  # heartbeat: this worker still has them
-                recover_stalled(repo, dispatcher, stall_seconds=s.job_stall_seconds)
+                recover_stalled(repo, dispatcher, stall_seconds=s.jobs.stall_seconds)
             except Exception as exc:  # database or broker down: next sweep
                 log.warning("job watchdog: %s", exc)
         engine.dispose()
@@ -66,8 +66,8 @@ def held_job_ids() -> list[str]:
 @worker_ready.connect
 def _start_watchdog(**_: Any) -> None:
     global _watchdog
-    settings = JobSettings()
-    if settings.eager:
+    settings = Settings()
+    if settings.jobs.eager:
         return
     _watchdog = Watchdog(settings)
     _watchdog.start()

@@ -26,7 +26,6 @@ from . import (
 from .deps import Runtime
 from .middleware import CatchAllMiddleware, GuardMiddleware, TimingMiddleware
 from .schemas import ErrorOut
-from .settings import api_settings
 
 log = logging.getLogger("identity_service.api")
 
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
     models load once per process)."""
     if settings is None and service is not None:
         settings = service.settings
-    rt = Runtime(api_settings(settings), service)
+    rt = Runtime(settings or Settings(), service)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +85,7 @@ def create_app(settings: Settings | None = None, service: FaceService | None = N
     # Outermost first: the guard refuses oversized bodies before anything is timed or parsed.
     app.add_middleware(CatchAllMiddleware)  # innermost: added first
     app.add_middleware(TimingMiddleware, metrics=rt.metrics)
-    app.add_middleware(GuardMiddleware, max_bytes=rt.settings.api_max_body_bytes)
+    app.add_middleware(GuardMiddleware, max_bytes=rt.settings.api.max_body_bytes)
     return app
 
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from ..store import ApiKeyRecord, Repository
 from .errors import AuthenticationError, PermissionDeniedError, ValidationError
-from .settings import SCOPES
 
+SCOPES = ("query", "enroll", "admin")
 TOKEN_PREFIX = "fid_"
 TENANT_HEADER = "X-FaceID-Tenant"
 
@@ -53,22 +55,49 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
 
 
-def principal(
+class KeyCache:
+    """API keys looked up recently, kept ``ttl`` seconds (0: none kept, every request asks the
+    database, so a revoked key fails at once; otherwise within ``ttl``)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
+
+    def get(self, digest: str) -> tuple[bool, ApiKeyRecord | None]:
+        found = self._keys.get(digest)
+        if found is None or time.monotonic() - found[0] >= self.ttl:
+            return False, None
+        return True, found[1]
+
+    def put(self, digest: str, record: ApiKeyRecord | None) -> None:
+        if self.ttl > 0:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[digest] = (time.monotonic(), record)
+
+
+async def principal(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
     header_key: str | None = Security(_header),
 ) -> Principal:
+    # async, and the database only off the event loop: a sync dependency costs every request a
+    # hop through the threadpool (the queue a saturated server must not grow).
     runtime = request.app.state.runtime
     settings = runtime.settings
-    if not settings.api_auth:
-        tenant = request.headers.get(TENANT_HEADER) or settings.api_default_tenant
+    if not settings.api.auth:
+        tenant = request.headers.get(TENANT_HEADER) or settings.api.default_tenant
         return Principal(tenant=tenant, scopes=frozenset(SCOPES))
     token = bearer.credentials if bearer is not None else header_key
     if not token:
         raise AuthenticationError(
             "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
         )
-    record = runtime.service.repo.get_api_key(hash_key(token))
+    digest = hash_key(token)
+    hit, record = runtime.keys.get(digest)
+    if not hit:
+        record = await run_in_threadpool(runtime.service.repo.get_api_key, digest)
+        runtime.keys.put(digest, record)
     if record is None or not record.active:
         raise AuthenticationError("invalid or revoked API key")
     return Principal(tenant=record.tenant, scopes=frozenset(record.scopes), key_id=record.id)
@@ -77,7 +106,7 @@ def principal(
 def require(scope: str) -> Callable[..., Principal]:
     """A dependency: the caller's principal, which must hold ``scope`` (admin holds all)."""
 
-    def check(who: Principal = Depends(principal)) -> Principal:
+    async def check(who: Principal = Depends(principal)) -> Principal:
         if not who.allows(scope):
             raise PermissionDeniedError(
                 f"this API key lacks the {scope!r} scope", scope=scope, scopes=sorted(who.scopes)

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import FaceIDError, ModelError
+from ..errors import FaceIDError, ModelError, OverloadedError
 from .errors import BY_STATUS, InternalError, ServiceUnavailableError, ValidationError
 
 log = logging.getLogger("identity_service.api")
@@ -51,7 +51,8 @@ def faceid_response(exc: FaceIDError) -> JSONResponse:
     # A missing or damaged model file does not come back by retrying: no Retry-After for it.
     retry = status == 503 and not isinstance(exc, ModelError)
     headers = {"Retry-After": "1"} if retry else None
-    if status >= 500:
+    # Shedding is the server working as meant: counted in /metrics, not logged per request.
+    if status >= 500 and not isinstance(exc, OverloadedError):
         log.error("%s: %s", exc.code, exc.message)
     return JSONResponse(
         error_body(exc.code, exc.message, _jsonable(exc.details)), status, headers=headers

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -83,6 +83,16 @@ class Metrics:
             ["collection_id"],
             registry=self.registry,
         )
+        self.shed = Counter(
+            "faceid_requests_shed",
+            "find requests answered 503 at once because the model workers' queue was full",
+            registry=self.registry,
+        )
+        self.model_queue = Gauge(
+            "faceid_model_queue_depth",
+            "probe images waiting for a model worker",
+            registry=self.registry,
+        )
         self.jobs_unfinished = Gauge(
             "faceid_jobs_unfinished",
             "jobs pending or running (the enrollment/admin queue depth)",
@@ -96,6 +106,7 @@ class Metrics:
         faces_enrolled: Callable[[], int] | None = None,
         *,
         per_collection: bool = False,
+        queue_depth: Callable[[], int] | None = None,
     ) -> bytes:
         """The exposition text, with the gauges read at scrape time (``faces_enrolled``, the
         database count, at most once per ``FACES_ENROLLED_TTL_S``)."""
@@ -107,6 +118,7 @@ class Metrics:
         else:
             self.index_size.labels("*").set(sum(sizes.values()))
         self.jobs_unfinished.set(unfinished())
+        self.model_queue.set(queue_depth() if queue_depth is not None else 0)
         if faces_enrolled is not None:
             self.faces_enrolled.source = faces_enrolled
         return generate_latest(self.registry)

@@ -117,6 +117,7 @@ def update_identity(
     ident = rt.service.repo.update_identity(
         coll.id, external_id, name=body.name, metadata=body.metadata, merge=body.merge
     )
+    rt.service.galleries.notify_changed(coll)  # find names the identity anew from now on
     return identity_out(ident)
 
 

@@ -44,7 +44,7 @@ async def enroll(
 ) -> Any:
     """Add photos of one person, synchronously (at most ``FACEID_API_MAX_BATCH`` images).
     Every image is enrolled, a duplicate, or listed in ``failures`` with its error code."""
-    limit = rt.settings.api_max_batch
+    limit = rt.settings.api.max_batch
     req = await read_image_request(request, EnrollParams, EnrollJSON, ("images",), limit)
     params = req.params
     assert isinstance(params, EnrollParams)
@@ -78,7 +78,7 @@ def enroll_job(
     server runs with ``FACEID_API_ALLOW_SERVER_PATHS=true`` and the folder lies under one of
     ``FACEID_API_SERVER_PATH_ROOTS`` for the tenant; URLs are never fetched."""
     coll = collection_of(rt, who, collection)  # an unknown collection is 404 on any server
-    root = permitted_folder(body.path, rt.settings, who.tenant)
+    root = permitted_folder(body.path, rt.settings.api, who.tenant)
     job_id = jobs.submit_enroll_folder(
         rt.service,
         coll.name,

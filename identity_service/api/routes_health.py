@@ -49,9 +49,9 @@ def readyz(rt: Runtime = Rt) -> Any:
             checks["indexes"] = {"loaded": len(rt.service.galleries.sizes())}
         except Exception as exc:
             ok, checks["indexes"] = False, f"error: {type(exc).__name__}"
-    if rt.settings.broker_url:
+    if rt.settings.jobs.broker_url:
         try:
-            _ping_broker(rt.settings.broker_url)
+            _ping_broker(rt.settings.jobs.broker_url)
             checks["broker"] = "ok"
         except Exception as exc:
             ok, checks["broker"] = False, f"error: {type(exc).__name__}"
@@ -68,12 +68,14 @@ def _ping_broker(url: str) -> None:
 
 @router.get("/metrics", response_class=Response)
 def metrics(rt: Runtime = Rt) -> Response:
-    """Prometheus exposition: request latency by route, faces enrolled, index sizes, jobs."""
+    """Prometheus exposition: request latency by route, faces enrolled, index sizes, jobs, find
+    requests shed and the model queue."""
     service = rt.service
     body = rt.metrics.render(
         service.galleries.sizes,
         lambda: len(service.repo.unfinished_jobs()),
         service.repo.faces_added_total,
-        per_collection=rt.settings.api_metrics_per_collection,
+        per_collection=rt.settings.api.metrics_per_collection,
+        queue_depth=lambda: pool.depth() if (pool := rt.pooled()) is not None else 0,
     )
     return Response(body, media_type=CONTENT_TYPE_LATEST)

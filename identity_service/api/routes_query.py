@@ -1,22 +1,28 @@
 """Queries: find, verify, represent. Bodies are multipart (files) or JSON (base64).
 
-The endpoints are ``async`` only to read the body; the blocking work (decode, detection,
-embedding, search, database) runs in the threadpool.
+The endpoints are ``async`` only to read the body; the blocking work runs elsewhere: find's
+detection and embedding in the model pool (bounded: a full queue answers 503 at once), its
+search and the other routes' work in the threadpool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+import faiss
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ConflictError
+from ..errors import ConflictError, OverloadedError
 from ..imaging import load_image
+from ..service.model_pool import ModelPool
+from ..service.query import check_embedding
+from ..store import CollectionRecord
 from .auth import Principal, QueryScope
-from .deps import Runtime, collection_of, runtime
+from .deps import Runtime, collection_of, query_collection, runtime
 from .errors import LimitExceededError, ValidationError
 from .inputs import image_body_openapi, read_image_request
 from .schemas import (
@@ -81,36 +87,84 @@ async def find(
     """Who is this? Identities ranked best first; ``matches[0].accepted`` is false when nobody
     passes the operating point (open set: unknown). ``operating_point`` states it: the
     threshold at which this gallery accepts the target FPIR of strangers, the gallery size it
-    was measured at, and its source. The ``Server-Timing`` header splits
-    the server's time into decode, detect_embed, search and app (all of it)."""
+    was measured at, and its source.
+
+    The probe is an image (its centre-most face), or, as JSON, an ``embedding`` of the
+    collection's model (callers that embed at the edge or on GPU workers: no image travels and
+    no model runs here). Images are detected and embedded in the server's pool of model
+    workers; when its queue is full the answer is 503 ``overloaded`` with Retry-After, at once.
+    The ``Server-Timing`` header splits the server's time into decode, queue (waiting for a
+    model worker), model (detection and embedding), point (the operating point), index (the
+    search), owners (face hits to people) and app (all of it)."""
     req = await read_image_request(request, FindParams, FindJSON, ("image",), 1)
     params = req.params
     assert isinstance(params, FindParams)
-    if params.k > rt.settings.api_max_k:
+    if params.k > rt.settings.api.max_k:
         raise LimitExceededError(
-            f"k is {params.k}; at most {rt.settings.api_max_k}", limit=rt.settings.api_max_k
+            f"k is {params.k}; at most {rt.settings.api.max_k}", limit=rt.settings.api.max_k
         )
-    image = _required(req.one("image"), "image")
-    out = await run_in_threadpool(_find, rt, who, collection, image, params)
+    image = req.one("image")
+    embedding = getattr(params, "embedding", None)
+    if (image is None) == (embedding is None):
+        raise ValidationError("send either an image or an embedding", field="image")
+    coll = rt.service.galleries.lookup(who.tenant, collection, poll=False)
+    if coll is None:  # not held here yet, or stale: the database, off the event loop
+        coll = await run_in_threadpool(query_collection, rt, who, collection)
+    timings: dict[str, float] = {}
+    vector = None
+    if embedding is not None:
+        vector = check_embedding(embedding, coll)
+    elif (pool := rt.model_pool()) is not None:
+        assert image is not None
+        vector = await _embed_in_pool(rt, pool, coll.model, image, timings)
+    out = await run_in_threadpool(_find, rt, coll, vector, image, params, timings)
     response.headers["Server-Timing"] = server_timing(out["timings_ms"])
     return out
 
 
-def _find(rt: Runtime, who: Principal, name: str, image: bytes, p: FindParams) -> dict[str, Any]:
+async def _embed_in_pool(
+    rt: Runtime, pool: ModelPool, model: str, image: bytes, timings: dict[str, float]
+) -> np.ndarray:
+    try:
+        future = pool.submit(model, image)
+    except OverloadedError:
+        rt.metrics.shed.inc()
+        raise
+    embedded = await asyncio.wrap_future(future)
+    timings.update(embedded.timings)
+    return embedded.face.embedding
+
+
+def _find(
+    rt: Runtime,
+    coll: CollectionRecord,
+    vector: np.ndarray | None,
+    image: bytes | None,
+    p: FindParams,
+    timings: dict[str, float],
+) -> dict[str, Any]:
     service = rt.service
-    coll = collection_of(rt, who, name)
-    start = time.perf_counter()
-    array = _decode(rt, image)
-    timings = {"decode": _ms(start)}
-    start = time.perf_counter()
-    face = service.pipeline(coll.model).represent(array, max_faces=1)[0]
-    timings["detect_embed"] = _ms(start)
-    start = time.perf_counter()
-    # The embedding as probe: the service searches exactly as for the image.
-    matches = service.find(
-        coll, face.embedding, k=p.k, aggregate=p.aggregate, threshold=p.threshold, fpir=p.fpir
-    )
-    timings["search"] = _ms(start)
+    if rt.settings.api.search_threads:  # OpenMP's setting is per thread: this one's
+        faiss.omp_set_num_threads(rt.settings.api.search_threads)
+    if vector is None:  # no model pool (FACEID_API_MODEL_WORKERS=0): in this thread
+        assert image is not None
+        start = time.perf_counter()
+        array = _decode(rt, image)
+        timings["decode"] = _ms(start)
+        start = time.perf_counter()
+        vector = service.pipeline(coll.model).represent(array, max_faces=1)[0].embedding
+        timings["model"] = _ms(start)
+    matches = service.search(
+        coll,
+        vector[None].astype(np.float32),
+        k=p.k,
+        aggregate=p.aggregate,
+        threshold=p.threshold,
+        fpir=p.fpir,
+        timings=timings,
+    )[0]
+    order = ("decode", "queue", "model", "point", "index", "owners")
+    timings = {name: round(timings[name], 2) for name in order if name in timings}
     return {"collection": coll.name, **matches.to_dict(), "timings_ms": timings}
 
 

@@ -198,7 +198,14 @@ class FindParams(BaseModel):
 
 
 class FindJSON(FindParams):
-    image: str = Field(description=B64)
+    image: str | None = Field(default=None, description=f"{B64}; or send an embedding")
+    embedding: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="instead of an image: an embedding of the collection's model (from "
+        "/v1/represent, or computed at the edge or on GPU workers)",
+    )
 
 
 class MatchOut(BaseModel):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import ApiSettings
 from .errors import PathNotPermittedError, ServerPathsDisabledError, ValidationError
-from .settings import ApiSettings
 
 
 def roots_for(settings: ApiSettings, tenant: str) -> list[Path]:
@@ -17,14 +17,14 @@ def roots_for(settings: ApiSettings, tenant: str) -> list[Path]:
     plain = "/" not in tenant and tenant not in ("", ".", "..")
     return [
         Path(root.replace("{tenant}", tenant)).resolve()
-        for root in settings.api_server_path_roots
+        for root in settings.server_path_roots
         if plain or "{tenant}" not in root
     ]
 
 
 def permitted_folder(path: str, settings: ApiSettings, tenant: str) -> Path:
     """The folder ``path`` names, if this tenant may enroll from it."""
-    if not settings.api_allow_server_paths:
+    if not settings.allow_server_paths:
         raise ServerPathsDisabledError(
             "this server does not accept server-side paths (FACEID_API_ALLOW_SERVER_PATHS)"
         )

@@ -262,72 +262,77 @@ def analyze_images(
     heads = {a: m[0] for a, m in members.items()}  # for the classes
     emotion = models.emotion_model() if "emotion" in actions else None
 
-    per_image: list[list[ExtractedFace] | FaceIDError] = []
-    arrays: list[np.ndarray | None] = []
-    sources: list[str] = []
-    for image in images:
-        try:
-            array = upscaled(load_image(image))
-            faces = pipeline.extract_faces(array, max_faces)
-            source = "detected"
-            if not faces:
-                if on_no_face != "whole-image":
-                    raise NoFaceError("no face found in the image")
-                det = whole_image_detection(array.shape[1], array.shape[0])
-                faces = [ExtractedFace(0, det, pipeline.embedder.crop(array, det))]
-                source = "whole-image"
-            per_image.append(faces)
-            arrays.append(array)
-            sources.append(source)
-        except FaceIDError as exc:
-            per_image.append(exc)
-            arrays.append(None)
-            sources.append("")
-
-    ok = [f for f in per_image if not isinstance(f, FaceIDError)]
-    probs = _face_probabilities(models, members, ok)
-
-    crops: list[np.ndarray] = []
-    if emotion is not None:
-        for faces, array in zip(per_image, arrays, strict=True):
-            if isinstance(faces, FaceIDError):
-                continue
-            for f in faces:
-                crops.append(emotion.crop(array, f.detection.landmarks))
-    emo = emotion.probabilities(crops) if emotion is not None and crops else None
+    found = [_faces_of(pipeline, image, max_faces, on_no_face) for image in images]
+    ok = [f for f in found if not isinstance(f, FaceIDError)]
+    probs = _face_probabilities(models, members, [faces for faces, _, _ in ok])
+    emo = _emotion_probabilities(emotion, ok) if emotion is not None else None
 
     out: list[list[Analysis] | FaceIDError] = []
     pos = 0
-    for faces, source in zip(per_image, sources, strict=True):
-        if isinstance(faces, FaceIDError):
-            out.append(faces)
+    for entry in found:
+        if isinstance(entry, FaceIDError):
+            out.append(entry)
             continue
-        row = []
-        for f in faces:
-            a = Analysis(
-                index=f.index,
-                box=f.detection.box,
-                detection_score=float(f.detection.score),
-                face_source=source,
-            )
-            for action, head in heads.items():
-                p = probs[action][pos]
-                scores = {c: float(v) for c, v in zip(head.classes, p, strict=True)}
-                if action == "age":
-                    value: Any = round(float(age_from_probabilities(p[None])[0]), 1)
-                else:
-                    value = head.classes[int(np.argmax(p))]
-                setattr(a, action, Attribute(value, scores))
-            if emo is not None:
-                p = emo[pos]
-                a.emotion = Attribute(
-                    EMOTIONS[int(np.argmax(p))],
-                    {c: float(v) for c, v in zip(EMOTIONS, p, strict=True)},
-                )
-            row.append(a)
-            pos += 1
-        out.append(row)
+        faces, _, source = entry
+        out.append([_analysis(f, source, heads, probs, emo, pos + i) for i, f in enumerate(faces)])
+        pos += len(faces)
     return out
+
+
+def _faces_of(
+    pipeline: FaceSource, image: ImageInput, max_faces: int | None, on_no_face: str
+) -> tuple[list[ExtractedFace], np.ndarray, str] | FaceIDError:
+    """An image's faces, the upscaled image and how the faces were found; or its typed error."""
+    try:
+        array = upscaled(load_image(image))
+        faces = pipeline.extract_faces(array, max_faces)
+        if faces:
+            return faces, array, "detected"
+        if on_no_face != "whole-image":
+            raise NoFaceError("no face found in the image")
+        det = whole_image_detection(array.shape[1], array.shape[0])
+        return [ExtractedFace(0, det, pipeline.embedder.crop(array, det))], array, "whole-image"
+    except FaceIDError as exc:
+        return exc
+
+
+def _emotion_probabilities(
+    emotion: EmotionModel, found: list[tuple[list[ExtractedFace], np.ndarray, str]]
+) -> np.ndarray | None:
+    """``(n_faces, emotions)`` over every face of ``found`` in order (None: no face)."""
+    crops = [emotion.crop(array, f.detection.landmarks) for faces, array, _ in found for f in faces]
+    return emotion.probabilities(crops) if crops else None
+
+
+def _analysis(
+    face: ExtractedFace,
+    source: str,
+    heads: dict[str, Head],
+    probs: dict[str, np.ndarray],
+    emo: np.ndarray | None,
+    pos: int,
+) -> Analysis:
+    """The answer for one face, row ``pos`` of the batched probabilities."""
+    a = Analysis(
+        index=face.index,
+        box=face.detection.box,
+        detection_score=float(face.detection.score),
+        face_source=source,
+    )
+    for action, head in heads.items():
+        p = probs[action][pos]
+        scores = {c: float(v) for c, v in zip(head.classes, p, strict=True)}
+        if action == "age":
+            value: Any = round(float(age_from_probabilities(p[None])[0]), 1)
+        else:
+            value = head.classes[int(np.argmax(p))]
+        setattr(a, action, Attribute(value, scores))
+    if emo is not None:
+        p = emo[pos]
+        a.emotion = Attribute(
+            EMOTIONS[int(np.argmax(p))], {c: float(v) for c, v in zip(EMOTIONS, p, strict=True)}
+        )
+    return a
 
 
 def _face_probabilities(

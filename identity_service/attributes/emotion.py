@@ -56,7 +56,7 @@ class EmotionModel:
         settings = settings or get_settings()
         path = resolve_file(MODELS["fer-mobilefacenet"].files[0], settings)
         self._session = ort_session(
-            _with_feature_output(path), settings.device, f"FER model {path}"
+            _with_feature_output(path), settings.models.device, f"FER model {path}"
         )
         self._input = self._session.get_inputs()[0].name
         if load_trained:

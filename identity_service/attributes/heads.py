@@ -73,7 +73,7 @@ def attribute_path(
     attributes/, sha256 checked) or, with ``FACEID_ATTRIBUTE_MODELS=trained``, the one in
     :func:`heads_dir`. ``None`` when it is missing and not ``required``."""
     settings = settings or get_settings()
-    if settings.attribute_models == "trained":
+    if settings.models.attribute_models == "trained":
         path = heads_dir(settings) / filename
         legacy = path.with_suffix(LEGACY_SUFFIX)
         if not path.is_file() and legacy.is_file():
@@ -294,7 +294,7 @@ def head_path(action: str, settings: Settings | None = None) -> Path:
 
 def load_head(action: str, settings: Settings | None = None) -> Head:
     settings = settings or get_settings()
-    return Head.load(head_path(action, settings), settings.device)
+    return Head.load(head_path(action, settings), settings.models.device)
 
 
 @dataclass
@@ -330,7 +330,7 @@ def describe_heads(settings: Settings | None = None) -> list[HeadInfo]:
     settings = settings or get_settings()
     out = []
     for action, filename in HEAD_FILES.items():
-        if settings.attribute_models == "published":
+        if settings.models.attribute_models == "published":
             path = attribute_path(filename, settings, required=False) or Path(filename)
         else:
             path = heads_dir(settings) / filename

@@ -91,4 +91,4 @@ def load_features(settings: Settings | None = None) -> TunedFeatures:
     settings = settings or get_settings()
     path = attribute_path(FEATURES_FILE, settings)
     assert path is not None
-    return TunedFeatures.load(path, settings.device)
+    return TunedFeatures.load(path, settings.models.device)

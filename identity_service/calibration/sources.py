@@ -213,18 +213,7 @@ def collection_pairs(
 
     n = len(owner)
     n_impostor_all = (n * (n - 1)) // 2 - n_genuine_all
-    if n_impostor_all <= max_pairs:
-        impostor = [(a, b) for a in range(n) for b in range(a + 1, n) if owner[a] != owner[b]]
-    else:
-        seen: set[tuple[int, int]] = set()
-        while len(seen) < max_pairs:
-            a, b = rng.integers(0, n, (2, 2 * max_pairs))
-            for x, y in zip(a.tolist(), b.tolist(), strict=True):
-                if owner[x] != owner[y]:
-                    seen.add((min(x, y), max(x, y)))
-                    if len(seen) == max_pairs:
-                        break
-        impostor = sorted(seen)
+    impostor = _impostor_pairs(owner, n_impostor_all, max_pairs, rng)
     if not genuine or not impostor:
         raise DatasetError(
             f"collection {coll.name!r} cannot be calibrated: it needs at least one identity "
@@ -252,6 +241,25 @@ def collection_pairs(
             "seed": seed,
         },
     )
+
+
+def _impostor_pairs(
+    owner: np.ndarray, available: int, max_pairs: int, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """Pairs (a < b) of faces of different identities: all ``available`` of them, or a
+    sample of ``max_pairs`` drawn with ``rng`` when there are more."""
+    n = len(owner)
+    if available <= max_pairs:
+        return [(a, b) for a in range(n) for b in range(a + 1, n) if owner[a] != owner[b]]
+    seen: set[tuple[int, int]] = set()
+    while len(seen) < max_pairs:
+        a, b = rng.integers(0, n, (2, 2 * max_pairs))
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            if owner[x] != owner[y]:
+                seen.add((min(x, y), max(x, y)))
+                if len(seen) == max_pairs:
+                    break
+    return sorted(seen)
 
 
 def _tag(prefix: str, path: Path) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from ..config import get_settings
 from .app import app, console, print_json
+
+if TYPE_CHECKING:
+    from ..service.calibrate import OpenSetCalibration, ThresholdCalibration
 
 
 @app.command("calibrate")
@@ -49,19 +52,14 @@ def calibrate_command(
     ),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
+    # Over 60 lines only for the typer options in its signature; the body is under ~40.
     """Pick the threshold at a target FAR (bootstrap 95% CIs), fit P(same | distance), write a
     report with ROC/DET/histogram plots, and store it: verify and find then use it."""
-    from ..calibration import (
-        CalibrationRun,
-        calibrate_pairset,
-        csv_pairs,
-        describe,
-        lfw_pairs,
-        save_calibration,
-        write_report,
+    from ..service.calibrate import (
+        PairSource,
+        calibrate_collection_open_set,
+        calibrate_threshold,
     )
-    from ..pipeline import FacePipeline
-    from ..service import FaceService
 
     if sum(x is not None for x in (pairs, csv_path, collection)) > 1:
         raise typer.BadParameter("give at most one of --pairs, --csv, --collection")
@@ -70,48 +68,40 @@ def calibrate_command(
             raise typer.BadParameter(
                 "--fpir (and --strangers) calibrate a collection: give --collection"
             )
-        calibrate_open_set(collection, fpir, strangers, seed, tenant, json_out)
-        return
-    settings = get_settings()
-    with FaceService.embedded(settings) as service:
-        if collection is not None:
-            run = service.for_tenant(tenant).calibrate_collection(
-                collection,
-                far,
-                max_pairs=max_pairs,
-                n_boot=n_boot,
-                seed=seed,
-                store=store,
-                force=force,
-            )
-        else:
-            with FacePipeline(detector, embedder, workers=workers) as pipeline:
-                if csv_path is not None:
-                    pairset = csv_pairs(pipeline, csv_path, settings.cache_dir)
-                else:
-                    fold_list = [int(f) - 1 for f in folds.split(",") if f.strip()] or None
-                    pairset = lfw_pairs(
-                        pipeline,
-                        pairs or settings.lfw_dir / "pairs.txt",
-                        settings.cache_dir,
-                        folds=fold_list,
-                    )
-                extra = {"detector": pipeline.detector.name}
-                cal = calibrate_pairset(
-                    pairset, pipeline.model, target_far=far, n_boot=n_boot, seed=seed, extra=extra
-                )
-            record = save_calibration(service.repo, cal, force=force) if store else None
-            run = CalibrationRun(cal, pairset, record)
-        if run.record is not None:
-            run.calibration.details["calibration_id"] = run.record.id
-            run.calibration.details["in_force_as"] = describe(run.record)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        out_dir = out or settings.data_dir / "calibrations" / (
-            f"{run.record.id:04d}" if run.record is not None else stamp
+        measured = calibrate_collection_open_set(
+            get_settings(), collection, fpir, strangers, seed=seed, tenant=tenant
         )
-        files = write_report(run.calibration, run.pairs, out_dir, plots=plots)
+        _show_open_set(measured, json_out)
+        return
+    source = PairSource(
+        collection=collection,
+        csv=csv_path,
+        lfw_pairs=pairs,
+        folds=[int(f) - 1 for f in folds.split(",") if f.strip()] or None,
+        max_pairs=max_pairs,
+        tenant=tenant,
+    )
+    result = calibrate_threshold(
+        get_settings(),
+        source,
+        far,
+        detector=detector,
+        embedder=embedder,
+        workers=workers,
+        n_boot=n_boot,
+        seed=seed,
+        store=store,
+        force=force,
+        out=out,
+        plots=plots,
+    )
+    _show_threshold(result, json_out)
 
-    cal = run.calibration
+
+def _show_threshold(result: ThresholdCalibration, json_out: bool) -> None:
+    from ..calibration import describe
+
+    cal, record, files = result.run.calibration, result.run.record, result.files
     if json_out:
         print_json({**cal.to_dict(), "files": [str(f) for f in files]})
         return
@@ -132,45 +122,25 @@ def calibrate_command(
     table.add_row("confidence at threshold", f"{cal.confidence(cal.threshold):.3f}")
     if "warning" in cal.details:
         table.add_row("warning", str(cal.details["warning"]))
-    table.add_row("stored", describe(run.record) if run.record is not None else "no (--no-store)")
+    table.add_row("stored", describe(record) if record is not None else "no (--no-store)")
     table.add_row("report", str(files[0].parent))
     console.print(table)
 
 
-def calibrate_open_set(
-    collection: str, fpir: float, strangers: Path | None, seed: int, tenant: str, json_out: bool
-) -> None:
-    """Measure find's operating points on the collection's own gallery (leaving one identity
-    out, plus the strangers' photos) and set its target FPIR."""
-    from ..service import FaceService
-    from ..service.folder import list_folder
-
-    photos = [] if strangers is None else [path for _, path in list_folder(strangers)]
-    with FaceService.embedded() as service:
-        scoped = service.for_tenant(tenant)
-        scoped.set_target_fpir(collection, fpir)
-        estimate = scoped.calibrate_open_set(collection, strangers=photos, seed=seed)
-        points = {f: scoped.operating_point(collection, f) for f in (fpir, 1e-3, 1e-2, 1e-1)}
+def _show_open_set(measured: OpenSetCalibration, json_out: bool) -> None:
     if json_out:
-        print_json(
-            {
-                "collection": collection,
-                "target_fpir": fpir,
-                "gallery_identities": estimate.gallery_identities,
-                "gallery_faces": estimate.gallery_faces,
-                "searches": estimate.n_searches,
-                "strangers": estimate.strangers,
-                "operating_points": {f"{f:g}": p.to_dict() for f, p in points.items()},
-            }
-        )
+        print_json(measured.to_dict())
         return
     table = Table(
-        title=f"open-set calibration of {collection}: {estimate.gallery_identities:,} identities"
+        title=f"open-set calibration of {measured.collection}: "
+        f"{measured.estimate.gallery_identities:,} identities"
     )
     for column in ("FPIR", "distance threshold", "source"):
         table.add_column(column)
-    for f, point in points.items():
+    for f, point in measured.points.items():
         table.add_row(
-            f"{f:g}" + (" (target)" if f == fpir else ""), f"{point.threshold:.4f}", point.source
+            f"{f:g}" + (" (target)" if f == measured.target_fpir else ""),
+            f"{point.threshold:.4f}",
+            point.source,
         )
     console.print(table)

@@ -29,16 +29,11 @@ def eval_lfw(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """LFW protocol: threshold chosen on the other folds, mean ± std accuracy, AUC, TAR@FAR."""
-    from ..calibration.sources import read_pairs
-    from ..training.eval.lfw import evaluate
+    from ..training.eval.lfw import evaluate, images_in_pairs
 
     settings = get_settings()
     fold_list = [int(f) - 1 for f in folds.split(",") if f.strip()] or None
-    pairs = read_pairs(settings.lfw_dir / "pairs.txt")
-    n_images = len(
-        {p.image1 for p in pairs if fold_list is None or p.fold in fold_list}
-        | {p.image2 for p in pairs if fold_list is None or p.fold in fold_list}
-    )
+    n_images = images_in_pairs(settings.lfw_dir, fold_list)
     with (
         FacePipeline(detector, embedder, workers=workers) as pipeline,
         Progress(console=console, transient=True) as bar,
@@ -60,6 +55,10 @@ def eval_lfw(
     if json_out:
         print_json(data)
         return
+    _show_lfw(report)
+
+
+def _show_lfw(report) -> None:  # training.eval.lfw.LfwReport
     table = Table(title=f"LFW ({report.n_folds} folds, {report.n_pairs} pairs): {report.model}")
     table.add_column("figure")
     table.add_column("value")
@@ -111,6 +110,11 @@ def eval_identification(
     if json_out:
         print_json(report.to_dict())
         return
+    _show_identification(report, fpir)
+    console.print(f"written: {', '.join(str(p) for p in paths)}")
+
+
+def _show_identification(report, fpir: float) -> None:  # training.eval.identification_run
     table = Table(title=f"1:N identification (target FPIR {fpir:g})")
     for column in ("model", "gallery", "rank-1", "rank-5", "DIR@1e-3", "DIR@1e-2", "DIR@1e-1"):
         table.add_column(column)
@@ -138,4 +142,3 @@ def eval_identification(
             f"{size['fpir_at_rule']:.4f} / {size['dir_at_rule']:.4f}",
         )
     console.print(table)
-    console.print(f"written: {', '.join(str(p) for p in paths)}")

@@ -126,12 +126,19 @@ def _enroll_local(
 
 @app.command("find")
 def find_command(
-    image: Path = typer.Argument(..., help="probe image"),
+    image: Path = typer.Argument(None, help="probe image (or give --embedding)"),
     collection: str = CollectionOpt,
     k: int = typer.Option(5, "-k", help="identities to return"),
     aggregate: str = typer.Option("max", help="max (best face) or mean (of top-m faces)"),
     fpir: float = typer.Option(None, help="FPIR to aim at (default: the collection's target)"),
     threshold: float = typer.Option(None, help="a fixed cosine-distance threshold instead"),
+    embedding: Path = typer.Option(
+        None,
+        "--embedding",
+        help="probe with an embedding of the collection's model instead of an image: a .npy "
+        "file or a JSON list (for callers that embed at the edge or on GPU workers; the server "
+        "runs no model for it)",
+    ),
     json_out: bool = JsonOpt,
     server: str = ServerOpt,
     api_key: str = ApiKeyOpt,
@@ -140,16 +147,42 @@ def find_command(
     threshold at which the gallery accepts its target FPIR of strangers)."""
     if aggregate not in ("max", "mean"):
         raise typer.BadParameter("aggregate must be max or mean")
+    if (image is None) == (embedding is None):
+        raise typer.BadParameter("give a probe image or --embedding, not both")
     options = {"k": k, "aggregate": aggregate, "fpir": fpir, "threshold": threshold}
+    vector = _read_embedding(embedding) if embedding is not None else None
+    probe = image if image is not None else embedding
+    assert probe is not None
     if server:
         with remote(server, api_key) as client:
-            matches = client.find(collection, image, **options)  # type: ignore[arg-type]
+            if vector is not None:
+                matches = client.find(collection, embedding=vector, **options)  # type: ignore[arg-type]
+            else:
+                matches = client.find(collection, image, **options)  # type: ignore[arg-type]
     else:
         from ..service import FaceService
 
         with FaceService.embedded() as service:
-            matches = service.find(collection, image, **options)  # type: ignore[arg-type]
-    show_matches(str(image), image.name, matches, json_out)
+            query = vector if vector is not None else image
+            matches = service.find(collection, query, **options)  # type: ignore[arg-type]
+    show_matches(str(probe), probe.name, matches, json_out)
+
+
+def _read_embedding(path: Path):  # type: ignore[no-untyped-def]
+    import json
+
+    import numpy as np
+
+    try:
+        if path.suffix == ".npy":
+            vector = np.load(path, allow_pickle=False)
+        else:
+            vector = np.asarray(json.loads(path.read_text()), dtype=np.float32)
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read an embedding from {path}: {exc}") from exc
+    if vector.ndim != 1:
+        raise typer.BadParameter(f"{path}: one embedding (a 1-d vector), not shape {vector.shape}")
+    return vector.astype(np.float32)
 
 
 @app.command("delete")

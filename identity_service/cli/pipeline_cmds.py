@@ -33,7 +33,7 @@ def detect_command(
     if det is None:
         from ..config import get_settings
 
-        det = create_detector(get_settings().detector)
+        det = create_detector(get_settings().models.detector)
     found = order_faces(det.detect(array), array.shape)
     rows = [
         {

@@ -32,7 +32,7 @@ def serve_command(
     """Serve the HTTP API (docs at /docs, OpenAPI at /openapi.json)."""
     import uvicorn
 
-    # Read by every worker process's settings (ApiSettings, FACEID_ prefix).
+    # Read by every worker process's settings (Settings.api, FACEID_API_ prefix).
     if not auth:
         os.environ["FACEID_API_AUTH"] = "false"
     uvicorn.run(

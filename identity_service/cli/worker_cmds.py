@@ -41,7 +41,7 @@ def worker_command(
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise typer.BadParameter("device must be cpu, cuda or cuda:N")
     if not os.environ.get("FACEID_BROKER_URL"):
-        from ..jobs import JobSettings
+        from ..config import JobSettings
 
         if not JobSettings().broker_url:
             raise ConfigurationError(
@@ -61,7 +61,8 @@ def worker_command(
 def _follow(job_id: str, send: Callable[[], object] | None, json_out: bool) -> JobRecord:
     """Poll the job until it finishes, with a progress bar unless ``json_out``; ``send``
     (in-process runs) runs meanwhile in a thread."""
-    from ..jobs import JobSettings, wait_for_job
+    from ..config import Settings
+    from ..jobs import wait_for_job
 
     problem: list[BaseException] = []
     thread = None
@@ -95,7 +96,7 @@ def _follow(job_id: str, send: Callable[[], object] | None, json_out: bool) -> J
             done = job.counts.get("done", job.progress * total)
             bar.update(task, total=total, completed=done, description=f"job {job.status}")
 
-        job = wait_for_job(JobSettings(), job_id, poll=0.3, on_update=update)
+        job = wait_for_job(Settings(), job_id, poll=0.3, on_update=update)
     if thread is not None:
         thread.join()
     if problem:
@@ -109,10 +110,11 @@ def _report(job: JobRecord, json_out: bool) -> None:
 
 def _submit(create: Callable[[object], JobRecord], wait: bool, json_out: bool) -> None:
     """Create a job on a short-lived service, send its tasks, and follow it if asked."""
-    from ..jobs import JobSettings, dispatch_job, open_service
+    from ..config import Settings
+    from ..jobs import dispatch_job, open_service
 
-    settings = JobSettings()
-    if settings.eager:
+    settings = Settings()
+    if settings.jobs.eager:
         # In-process: the tasks run in a thread on this service while the bar follows them.
         with open_service(settings) as service:
             job = create(service)
@@ -227,9 +229,10 @@ def jobs_command(
             found = client.jobs(limit=limit if kind is None else 500, status=status)
         jobs = [j for j in found if kind is None or j.kind == kind][:limit]
     else:
-        from ..jobs import JobSettings, list_jobs
+        from ..config import Settings
+        from ..jobs import list_jobs
 
-        jobs = [job_of(j) for j in list_jobs(JobSettings(), kind, status, limit)]
+        jobs = [job_of(j) for j in list_jobs(Settings(), kind, status, limit)]
     show_jobs(jobs, json_out)
 
 
@@ -242,15 +245,17 @@ def job_command(
         with remote(server, api_key) as client:
             show_job(client.job(job_id), json_out)
         return
-    from ..jobs import JobSettings, get_job
+    from ..config import Settings
+    from ..jobs import get_job
 
-    _report(get_job(JobSettings(), job_id), json_out)
+    _report(get_job(Settings(), job_id), json_out)
 
 
 @app.command("resume")
 def resume_command(job_id: str) -> None:
     """Send a job's unfinished tasks again (workers also do this for stalled jobs)."""
-    from ..jobs import JobSettings, dispatch_job
+    from ..config import Settings
+    from ..jobs import dispatch_job
 
-    sent = dispatch_job(JobSettings(), job_id)
+    sent = dispatch_job(Settings(), job_id)
     err_console.print(f"sent {sent} task(s) of job {job_id}")

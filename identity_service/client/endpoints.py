@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .calls import Call, ClientImage, endpoint, image_part, seg
 from .models import (
     Analysis,
@@ -155,22 +157,36 @@ class Endpoints:
     def find(
         self,
         collection: str,
-        image: ClientImage,
+        image: ClientImage | None = None,
         k: int = 5,
         *,
+        embedding: Sequence[float] | np.ndarray | None = None,
         aggregate: str = "max",
         threshold: float | None = None,
         fpir: float | None = None,
     ) -> Call[Matches]:
         """Ranked candidate identities; ``matches[0].accepted`` False means unknown, and
         ``matches.operating_point`` says which threshold decided (target FPIR, gallery size,
-        source). ``fpir`` asks for another FPIR, ``threshold`` for a fixed distance."""
+        source). ``fpir`` asks for another FPIR, ``threshold`` for a fixed distance.
+
+        The probe is ``image`` (its centre-most face), or ``embedding``: a vector of the
+        collection's model (from :meth:`represent`, or computed at the edge or on GPU workers).
+        An embedding travels as JSON and the server runs no model for it: the path for callers
+        that embed themselves, and the fastest find (see docs/benchmarks.md)."""
+        if (image is None) == (embedding is None):
+            raise ValueError("find takes an image or an embedding")
+        path = f"/v1/collections/{seg(collection)}/find"
+        if embedding is not None:
+            vector = np.asarray(embedding, dtype=np.float32).reshape(-1)
+            body: dict[str, Any] = {"embedding": vector.tolist(), "k": k, "aggregate": aggregate}
+            extra = (("threshold", threshold), ("fpir", fpir))
+            body.update({n: v for n, v in extra if v is not None})
+            return Call("POST", path, _matches, json=body)
         data: dict[str, str] = {"k": str(k), "aggregate": aggregate}
         if threshold is not None:
             data["threshold"] = str(threshold)
         if fpir is not None:
             data["fpir"] = str(fpir)
-        path = f"/v1/collections/{seg(collection)}/find"
         return Call("POST", path, _matches, data=data, files={"image": image_part(image)})
 
     @endpoint

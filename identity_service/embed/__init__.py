@@ -59,14 +59,16 @@ def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
     ref = parse_adapter_name(name)
     if ref is not None:
         return _adapted(ref, settings)
-    if name == "dlib-resnet-v1" and settings.dlib_runtime == "dlib":
+    if name == "dlib-resnet-v1" and settings.models.dlib_runtime == "dlib":
         return DlibResNetEmbedder(settings)
     if name == "dlib-resnet-v1" or name.startswith(TTA_PREFIX):
         views = 1 if name == "dlib-resnet-v1" else _views(name)
         return DlibResNetOnnxEmbedder(settings, views=views)
     if name.endswith(".onnx"):
         path = Path(name)
-        return OnnxArcFaceEmbedder(path, name=path.stem, version="file", device=settings.device)
+        return OnnxArcFaceEmbedder(
+            path, name=path.stem, version="file", device=settings.models.device
+        )
     spec = get_model(name)
     if "fuses" in spec.extra:
         first, second = (create_embedder(str(part), settings) for part in spec.extra["fuses"])  # type: ignore[attr-defined]
@@ -83,7 +85,7 @@ def create_embedder(name: str, settings: Settings | None = None) -> Embedder:
         path,
         name=spec.name,
         version=spec.version,
-        device=settings.device,
+        device=settings.models.device,
         face_input=spec.face_input,
     )
 

@@ -120,13 +120,13 @@ def install_adapter(
 ) -> InstallResult:
     """Copy an exported adapter into the adapter dir and write its sidecar; idempotent.
 
-    The base embedder is ``base``, else the run report's, else ``settings.embedder``. The
+    The base embedder is ``base``, else the run report's, else ``settings.models.embedder``. The
     threshold is ``threshold``, else the run report's, else the one installed before.
     """
     onnx, report = _sources(source)
     data = onnx.read_bytes()
     adapter = OnnxAdapter(onnx)
-    base = base or (report.base if report else None) or settings.embedder
+    base = base or (report.base if report else None) or settings.models.embedder
     base_dim = _base_dim(base, settings)
     if adapter.in_dim != base_dim:
         raise ModelMismatchError(

@@ -35,6 +35,8 @@ def _out_size(n: int, layer: _Layer) -> int:
 
 
 def build_onnx(net: DlibResNet):
+    # One piece on purpose (over 60 lines): one walk over dlib's layers bottom-up, carrying the
+    # running tensor, its shape and the tagged ones; each branch is one dlib layer kind in ONNX.
     """The ONNX model: ``input`` (N,3,150,150) RGB 0..255 -> ``embedding`` (N,128) raw."""
     nodes: list = []
     inits: list = []

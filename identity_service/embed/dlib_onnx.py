@@ -72,7 +72,7 @@ class DlibResNetOnnxEmbedder(DlibResNetEmbedder):
         # Idle intra-op threads busy-wait for work by default: a little lower latency on an idle
         # machine, CPU burnt (and slower batches) where cores are shared with other work.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        providers = onnx_providers(device or settings.device)
+        providers = onnx_providers(device or settings.models.device)
         try:
             self._session = ort.InferenceSession(
                 str(self.onnx_path), sess_options=options, providers=providers

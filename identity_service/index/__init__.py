@@ -11,7 +11,7 @@ from .snapshot import (
     save_snapshot,
     save_to_folder,
 )
-from .sync import IndexFollower, LogEntry, LogSource, PollResult, StartReport
+from .sync import IndexFollower, LogEntry, LogObserver, LogSource, PollResult, StartReport
 
 __all__ = [
     "CorruptSnapshotError",
@@ -23,6 +23,7 @@ __all__ = [
     "IndexState",
     "IndexStats",
     "LogEntry",
+    "LogObserver",
     "LogSource",
     "PollResult",
     "SearchResult",

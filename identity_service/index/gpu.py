@@ -1,4 +1,4 @@
-"""A GPU mirror of a CPU gallery structure (faiss-gpu, selected by ``index_gpu``)."""
+"""A GPU mirror of a CPU gallery structure (faiss-gpu, selected by ``Settings.index.gpu``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class GpuMirror:
     def __init__(self, device: int = 0) -> None:
         if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
             raise GpuUnavailableError(
-                "index_gpu is set but this faiss build has no GPU support or sees no GPU; "
+                "FACEID_INDEX_GPU is set but this faiss build has no GPU support or sees no GPU; "
                 "install faiss-gpu (the 'gpu' extra) on a CUDA host or set FACEID_INDEX_GPU=false"
             )
         self._device = device

@@ -10,6 +10,11 @@ the watermark and applies everything idempotently: adding a present id and remov
 id are no-ops, and a removal wins over any add of the same face replayed later (face ids are
 never reused), which the follower guarantees by remembering the last ``remember_removed``
 removals (they also cover a rebuild whose ``all_embeddings`` read raced with a delete).
+
+The log also carries changes that are not faces (ops ``config`` and ``identity``: a collection's
+settings or an identity's name changed). The follower hands them, and the faces it adds and
+removes, to its :class:`LogObserver`, which keeps what a query node caches beside the index in
+step with it: owners are told of a face before the index holds it, and of a removal after.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -29,15 +35,35 @@ from .snapshot import list_snapshots, load_snapshot, save_to_folder
 
 log = logging.getLogger(__name__)
 
+CHANGE_OPS = frozenset({"config", "identity"})  # log rows that are no face
+
 
 @dataclass(frozen=True)
 class LogEntry:
-    """One ``index_log`` row. ``embedding`` is required for 'add' and ignored for 'remove'."""
+    """One ``index_log`` row. ``embedding`` is required for 'add' and ignored for 'remove';
+    ``identity_id`` is the owner of an added face (when the source knows it)."""
 
     seq: int
     face_id: int
-    op: Literal["add", "remove"]
+    op: Literal["add", "remove", "config", "identity"]
     embedding: np.ndarray | None = None
+    identity_id: int | None = None
+
+
+class LogObserver(Protocol):
+    """Told what a poll applies, in an order that keeps a cache of face owners exact."""
+
+    def adding(self, faces: Sequence[tuple[int, int | None]]) -> None:
+        """(face id, identity id or None) of faces about to enter the index."""
+        ...
+
+    def removed(self, face_ids: Sequence[int]) -> None:
+        """Faces that have left the index (some may never have been in it)."""
+        ...
+
+    def changed(self, entries: Sequence[LogEntry]) -> None:
+        """New ``config`` and ``identity`` entries, after the faces were applied."""
+        ...
 
 
 @runtime_checkable
@@ -87,6 +113,7 @@ class IndexFollower:
         window: int = 256,
         keep_snapshots: int = 3,
         remember_removed: int = 100_000,
+        observer: LogObserver | None = None,
         **params: Any,
     ) -> None:
         self.source = source
@@ -99,10 +126,12 @@ class IndexFollower:
         self.keep_snapshots = keep_snapshots
         self.remember_removed = remember_removed
         self._params = params
+        self.observer = observer
         GalleryIndex(dim, kind, gpu=gpu, **params)  # fail fast on a bad configuration
         self._index: GalleryIndex | None = None
         self._watermark = 0
         self._removed: dict[int, int] = {}  # face id -> seq of its removal (recent ones)
+        self._changes_seen: set[int] = set()  # seqs of change entries inside the window
         self._loaded_path: Path | None = None
         self._lock = threading.Lock()  # serialises start/poll/snapshot/rebuild
 
@@ -150,10 +179,16 @@ class IndexFollower:
                 count=len(index),
             )
 
-    def poll(self) -> PollResult:
-        """Apply the log entries committed since the last poll (and re-check the window)."""
+    def poll(self, *, quick: bool = False) -> PollResult:
+        """Apply the log entries committed since the last poll (and re-check the window).
+        ``quick``: first ask only for the log's last seq, and stop there when it has not moved
+        (writers lock the collection, so nothing commits behind the watermark; a full poll now
+        and then re-reads the window all the same)."""
         with self._lock:
-            return self._apply_locked(self.index)
+            index = self.index
+            if quick and self.source.max_seq(self.collection_id) <= self._watermark:
+                return PollResult(0, 0, 0, self._watermark, index.needs_rebuild)
+            return self._apply_locked(index)
 
     def snapshot(self) -> Path:
         """Write a snapshot of the current index and watermark into ``snapshot_dir``."""
@@ -253,7 +288,8 @@ class IndexFollower:
         )
         entries = self._fill_late_adds(entries, index)
         removes: dict[int, int] = {}
-        adds: dict[int, np.ndarray] = {}
+        adds: dict[int, tuple[np.ndarray, int | None]] = {}
+        changes: list[LogEntry] = []
         skipped = 0
         top = self._watermark
         for entry in entries:
@@ -268,7 +304,10 @@ class IndexFollower:
                 if vector is None:
                     skipped += 1
                 elif face not in adds:
-                    adds[face] = vector
+                    adds[face] = (vector, getattr(entry, "identity_id", None))
+            elif entry.op in CHANGE_OPS:
+                if int(entry.seq) not in self._changes_seen:
+                    changes.append(entry)
             else:
                 log.error("index_log entry %s has unknown op %r; skipped", entry.seq, entry.op)
                 skipped += 1
@@ -276,13 +315,26 @@ class IndexFollower:
         fresh = [f for f in adds if f not in self._removed and f not in index]
         removed = index.remove(np.fromiter(removes, dtype=np.int64, count=len(removes)))
         added = 0
+        if self.observer is not None and removes:
+            self.observer.removed(list(removes))
         if fresh:
-            added = index.add(np.asarray(fresh, dtype=np.int64), np.stack([adds[f] for f in fresh]))
+            if self.observer is not None:
+                self.observer.adding([(f, adds[f][1]) for f in fresh])
+            vectors = np.stack([adds[f][0] for f in fresh])
+            added = index.add(np.asarray(fresh, dtype=np.int64), vectors)
         self._watermark = top
+        self._note_changes(changes, top)
         if len(self._removed) > self.remember_removed:
             newest = sorted(self._removed.items(), key=lambda item: item[1])
             self._removed = dict(newest[-self.remember_removed :])
         return PollResult(added, removed, skipped, top, index.needs_rebuild)
+
+    def _note_changes(self, changes: list[LogEntry], top: int) -> None:
+        """Hand new change entries to the observer once (the window re-reads them)."""
+        self._changes_seen = {q for q in self._changes_seen if q > top - self.window}
+        if changes and self.observer is not None:
+            self.observer.changed(changes)
+        self._changes_seen.update(int(e.seq) for e in changes)
 
     def _fill_late_adds(self, entries: list[LogEntry], index: GalleryIndex) -> list[LogEntry]:
         """Re-read, with embeddings, from the first add behind the watermark that the index

@@ -24,12 +24,10 @@ from .api import (
 from .dispatch import Dispatcher, Message
 from .enroll import PartOutcome, run_enroll_part
 from .recovery import RecoveryReport, recover_stalled
-from .settings import JobSettings, job_settings
 
 __all__ = [
     "AdminOutcome",
     "Dispatcher",
-    "JobSettings",
     "Message",
     "PartOutcome",
     "RecoveryReport",
@@ -37,7 +35,6 @@ __all__ = [
     "create_migration_job",
     "dispatch_job",
     "get_job",
-    "job_settings",
     "job_summary",
     "list_jobs",
     "open_service",

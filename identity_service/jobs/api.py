@@ -29,7 +29,6 @@ from . import admin
 from .dispatch import Dispatcher
 from .enroll import plan_folder_job
 from .recovery import messages_for
-from .settings import job_settings
 
 Target = FaceService | Settings
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def open_service(target: Target) -> Iterator[FaceService]:
     if isinstance(target, FaceService):
         yield target
         return
-    service = FaceService.embedded(job_settings(target))
+    service = FaceService.embedded(target)
     try:
         yield service
     finally:
@@ -75,7 +74,7 @@ def create_enroll_job(
     """The job row and its batches for enrolling ``root`` (DIR/<person>/*.jpg), not sent yet."""
     with open_service(target) as service:
         coll = service.for_tenant(tenant).get_or_create_collection(collection, model)
-        queue = job_settings(service.settings).embed_queue
+        queue = service.settings.jobs.embed_queue
         return plan_folder_job(
             service,
             coll,
@@ -167,7 +166,7 @@ def create_migration_job(
             limit=limit,
             allow_missing=allow_missing,
             tenant=tenant,
-            queue=job_settings(service.settings).embed_queue,
+            queue=service.settings.jobs.embed_queue,
         )
 
 

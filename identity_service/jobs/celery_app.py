@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from .settings import JobSettings
+from ..config import JobSettings
 
 QUEUES = ("cpu", "gpu", "admin")
 

@@ -8,8 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..config import Settings
 from ..service import FaceService
-from .settings import JobSettings
 
 _service: FaceService | None = None
 _bound: list[FaceService] = []  # in-process (eager) runs: the submitter's service
@@ -23,7 +23,7 @@ def service() -> FaceService:
     global _service
     with _lock:
         if _service is None:
-            _service = FaceService.embedded(JobSettings())
+            _service = FaceService.embedded(Settings())
         return _service
 
 

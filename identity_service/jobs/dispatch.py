@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 from celery.exceptions import AlwaysEagerIgnored
 
-from ..config import Settings
+from ..config import JobSettings, Settings
 from ..service import FaceService
 from .celery_app import app as celery_app
 from .context import bound
-from .settings import JobSettings, job_settings
 
 ENROLL_PART_TASK = "faceid.enroll_part"
 REINDEX_TASK = "faceid.reindex"
@@ -39,9 +38,8 @@ class Message:
 
 class Dispatcher:
     def __init__(self, settings: Settings | None, service: FaceService | None = None) -> None:
-        self.settings: JobSettings = job_settings(
-            settings or (service.settings if service is not None else None)
-        )
+        settings = settings or (service.settings if service is not None else Settings())
+        self.jobs: JobSettings = settings.jobs
         self.service = service
         # The tasks are registered on this app when the package is imported
         # (identity_service/jobs/__init__.py imports .tasks), before any job is dispatched.
@@ -49,7 +47,7 @@ class Dispatcher:
 
     @property
     def eager(self) -> bool:
-        return self.settings.eager
+        return self.jobs.eager
 
     def send(self, task: str, job_id: str, queue: str) -> None:
         self.send_many([Message(task, job_id, queue)])
@@ -66,7 +64,7 @@ class Dispatcher:
             return len(messages)
         # send_task, not apply_async: this process's app may be configured eager (no broker in
         # its environment) while these settings name one.
-        with warnings.catch_warnings(), app.connection_for_write(self.settings.broker_url) as conn:
+        with warnings.catch_warnings(), app.connection_for_write(self.jobs.broker_url) as conn:
             warnings.simplefilter("ignore", AlwaysEagerIgnored)
             producer = app.amqp.Producer(conn, auto_declare=True)
             for m in messages:

@@ -71,24 +71,7 @@ def plan_folder_job(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     root = Path(root).resolve()
     entries = list_folder(root, limit)
-    known = service.repo.known_images(collection.id)
-    items: list[list[str]] = []
-    errors: list[dict[str, str]] = []
-    duplicates = 0
-    for person, path in entries:
-        rel = str(path.relative_to(root))
-        try:
-            # Hashed here, decoded by a worker: a part's message carries only its row id, so
-            # the bytes cannot travel with it, and each side reads the file once.
-            sha = image_sha256(path)
-        except OSError as exc:
-            errors.append(_error(rel, "unreadable", str(exc)))
-            continue
-        if (person, sha) in known:
-            duplicates += 1
-            continue
-        known.add((person, sha))
-        items.append([person, rel, sha])
+    items, duplicates, errors = _new_images(root, entries, service.repo.known_images(collection.id))
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     counts = {
         "images": len(entries),
@@ -122,6 +105,31 @@ def plan_folder_job(
     return service.repo.create_job_with_parts(
         kind, job_params, parts, counts=counts, errors=errors, job_id=job_id
     )
+
+
+def _new_images(
+    root: Path, entries: list[tuple[str, Path]], known: set[tuple[str, str]]
+) -> tuple[list[list[str]], int, list[dict[str, str]]]:
+    """The images of ``entries`` the collection lacks, as [person, path under root, sha256]
+    (each (person, hash) once); how many it already holds; and the unreadable ones."""
+    items: list[list[str]] = []
+    errors: list[dict[str, str]] = []
+    duplicates = 0
+    for person, path in entries:
+        rel = str(path.relative_to(root))
+        try:
+            # Hashed here, decoded by a worker: a part's message carries only its row id, so
+            # the bytes cannot travel with it, and each side reads the file once.
+            sha = image_sha256(path)
+        except OSError as exc:
+            errors.append(_error(rel, "unreadable", str(exc)))
+            continue
+        if (person, sha) in known:
+            duplicates += 1
+            continue
+        known.add((person, sha))
+        items.append([person, rel, sha])
+    return items, duplicates, errors
 
 
 def run_enroll_part(service: FaceService, part_id: str, dispatcher: Dispatcher) -> PartOutcome:

@@ -16,6 +16,7 @@ import redis.exceptions
 import sqlalchemy.exc
 from celery import Task
 
+from ..config import JobSettings
 from ..errors import FaceIDError
 from . import admin, context, enroll
 from .celery_app import app
@@ -26,7 +27,6 @@ from .dispatch import (
     REINDEX_TASK,
     Dispatcher,
 )
-from .settings import JobSettings
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,8 @@ def locate(file: ModelFile, settings: Settings | None = None) -> tuple[Path | No
 
 def _download_dir(settings: Settings) -> Path:
     """``FACEID_MODEL_DIR`` when set; else faceid's own cache, never the shared folder."""
-    return settings.model_dir if settings.model_dir is not None else settings.model_cache_dir
+    folder = settings.models.model_dir
+    return folder if folder is not None else settings.model_cache_dir
 
 
 _verified: dict[Path, str] = {}
@@ -105,7 +106,7 @@ def resolve_file(file: ModelFile, settings: Settings | None = None) -> Path:
         f"place {file.filename} in {settings.resolved_model_dir} "
         "(or set FACEID_MODEL_DIR to a folder holding it)"
     )
-    if (file.url or file.archive) and settings.allow_download:
+    if (file.url or file.archive) and settings.models.allow_download:
         try:
             if file.url:
                 return download(file.url, target, file.sha256)

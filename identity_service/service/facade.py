@@ -21,10 +21,8 @@ import numpy as np
 
 from ..calibration.open_set import check_fpir
 from ..config import Settings, get_settings
-from ..embed import l2_normalise
 from ..errors import (
     FaceIDError,
-    InvalidParameterError,
     ModelMismatchError,
     NoFaceError,
     UnknownCollectionError,
@@ -42,17 +40,18 @@ from ..store import (
     upgrade,
 )
 from ..store.metadata import check_metadata
-from ..types import DEFAULT_TENANT, OperatingPoint
+from ..types import DEFAULT_TENANT
 from .enrollment import ManyFaces, new_face, pick_face
 from .galleries import Galleries
 from .ids import check_external_id
 from .open_set import OpenSetPolicy
-from .ranking import Aggregate, rank_identities
-from .results import EnrollResult, ImageFailure, Matches
+from .query import QueryMixin
+from .results import EnrollResult, ImageFailure
 from .thresholds import ThresholdsMixin
+from .vector_store import drop_remote
 
 
-class FaceService(ThresholdsMixin):
+class FaceService(QueryMixin, ThresholdsMixin):
     def __init__(self, settings: Settings | None = None, *, workers: int | None = None) -> None:
         """Open the database of ``settings``, which must be at head. ``FaceService()``, with no
         settings, is shorthand for ``FaceService.embedded()``."""
@@ -95,7 +94,7 @@ class FaceService(ThresholdsMixin):
     # -- models ------------------------------------------------------------------------------
     def pipeline(self, model: str | None = None) -> FacePipeline:
         """The (cached) pipeline for an embedder name; models load once per process."""
-        model = model or self.settings.embedder
+        model = model or self.settings.models.embedder
         with self._lock:
             if model not in self._pipelines:
                 self._pipelines[model] = FacePipeline(
@@ -202,6 +201,7 @@ class FaceService(ThresholdsMixin):
             assert result.identity_id is not None
             result.face_ids = self.repo.add_faces(coll.id, result.identity_id, new_faces)
             result.duplicates += len(new_faces) - len(result.face_ids)
+        if result.identity_id is not None:
             self.galleries.notify_changed(coll)
         return result
 
@@ -211,93 +211,6 @@ class FaceService(ThresholdsMixin):
         except UnknownIdentityError:
             return False
         return True
-
-    # -- identification ----------------------------------------------------------------------
-    def find(
-        self,
-        collection: str | CollectionRecord,
-        probe: ImageInput,
-        k: int = 5,
-        *,
-        aggregate: Aggregate = "max",
-        top_m: int = 3,
-        threshold: float | None = None,
-        fpir: float | None = None,
-    ) -> Matches:
-        """Who is this? Ranked identities (best first); ``matches[0].accepted`` is False when
-        nobody passes the operating point (open set: "unknown"), which
-        ``matches.operating_point`` states: by default the threshold at which the collection's
-        own gallery accepts its target FPIR of strangers (``fpir`` for another rate,
-        ``threshold`` for a fixed cosine distance).
-
-        ``probe`` is an image (its centre-most face is used) or an embedding of the collection's
-        model. ``aggregate="max"`` ranks identities by their best face, ``"mean"`` by the mean
-        of their top ``top_m`` face similarities."""
-        return self.find_batch(
-            collection,
-            [probe],
-            k,
-            aggregate=aggregate,
-            top_m=top_m,
-            threshold=threshold,
-            fpir=fpir,
-        )[0]
-
-    def find_batch(
-        self,
-        collection: str | CollectionRecord,
-        probes: Sequence[ImageInput],
-        k: int = 5,
-        *,
-        aggregate: Aggregate = "max",
-        top_m: int = 3,
-        threshold: float | None = None,
-        fpir: float | None = None,
-    ) -> list[Matches]:
-        if k < 1:
-            raise InvalidParameterError(f"k must be at least 1, got {k}", parameter="k")
-        coll = self._coll(collection)
-        queries = self._probe_vectors(coll, probes)
-        if threshold is not None:
-            point = OperatingPoint(threshold, None, None, "threshold given by the caller")
-        else:
-            point = self.open_set.operating_point(coll, fpir)
-        follower = self.galleries.fresh(coll)
-        # Enough faces to fill k identities even when each has several photos.
-        k_faces = min(max(4 * k, k + 4 * top_m, 20), max(len(follower), 1))
-        sims, ids = follower.search(queries, k_faces)
-        faces = self.repo.face_owners({int(i) for i in ids.ravel() if i >= 0})
-        return [
-            Matches(
-                rank_identities(row_sims, row_ids, faces, k, aggregate, top_m, point.threshold),
-                point,
-            )
-            for row_sims, row_ids in zip(sims, ids, strict=True)
-        ]
-
-    def _probe_vectors(self, coll: CollectionRecord, probes: Sequence[ImageInput]) -> np.ndarray:
-        vectors = []
-        images: list[tuple[int, ImageInput]] = []
-        for i, probe in enumerate(probes):
-            if isinstance(probe, np.ndarray) and probe.ndim == 1:
-                if probe.shape[0] != coll.dim:
-                    raise ModelMismatchError(
-                        f"embedding has {probe.shape[0]} dimensions; collection {coll.name!r} "
-                        f"holds {coll.dim}-d embeddings of {coll.model_tag}"
-                    )
-                vectors.append((i, l2_normalise(probe[None])[0]))
-            else:
-                images.append((i, probe))
-        if images:
-            outcomes = self.pipeline(coll.model).represent_batch([p for _, p in images])
-            for (i, _), outcome in zip(images, outcomes, strict=True):
-                if isinstance(outcome, FaceIDError):
-                    if len(probes) > 1:
-                        outcome.details.setdefault("probe", i)
-                    raise outcome
-                vectors.append((i, outcome[0].embedding))
-        vectors.sort(key=lambda item: item[0])
-        return np.stack([v for _, v in vectors]).astype(np.float32)
 
     # -- deletion ----------------------------------------------------------------------------
     def delete_identity(self, collection: str | CollectionRecord, external_id: str) -> int:
@@ -317,6 +230,7 @@ class FaceService(ThresholdsMixin):
         coll = self._coll(collection)
         self.repo.delete_collection(coll.id)
         self.galleries.drop(coll.id)
+        drop_remote(self.repo, coll, self.settings)  # a Milvus collection goes with it
         self.open_set.forget(coll.id)
         # SQLite may hand the id to the next collection: its snapshots must not be loaded.
         for path in list_snapshots(self.settings.data_dir / "index", f"collection-{coll.id}"):
@@ -334,6 +248,7 @@ class FaceService(ThresholdsMixin):
     def close(self) -> None:
         if not self._owner:
             return
+        self.galleries.close()
         for pipeline in self._pipelines.values():
             pipeline.close()
         self.engine.dispose()

@@ -4,7 +4,8 @@ Each collection keeps its newest open-set calibration (see
 :mod:`identity_service.calibration.open_set`). ``find`` measures one on first use, and again
 whenever the gallery has grown or shrunk by ``FACEID_OPEN_SET_RECALIBRATE_FACTOR`` since (its
 FPIR grows about in proportion to the gallery). A node keeps the estimate it last read in
-memory and asks the database only for the id of the newest one.
+memory; which one is newest, and the 1:1 threshold it falls back to, come from the collection's
+state in memory (:mod:`.live`), which a ``config`` entry of the index log refreshes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +55,8 @@ class OpenSetPolicy:
         self._settings = settings
         self._verify_threshold = verify_threshold
         self._cache: dict[int, tuple[int, OpenSetEstimate]] = {}  # collection -> (record, it)
+        # (collection, target) -> (estimate, its point): reading a point sorts every score
+        self._points: dict[tuple[int, float], tuple[OpenSetEstimate, OperatingPoint | None]] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -61,20 +65,20 @@ class OpenSetPolicy:
             return check_fpir(fpir)
         if coll.target_fpir is not None:
             return coll.target_fpir
-        return self._settings.target_fpir
+        return self._settings.index.target_fpir
 
     def operating_point(self, coll: CollectionRecord, fpir: float | None = None) -> OperatingPoint:
         """The threshold ``find`` applies at ``fpir`` (default: the collection's target)."""
         target = self.target(coll, fpir)
         faces = len(self._galleries.fresh(coll))
         if faces == 0:
-            threshold, source = self._verify_threshold(coll)
+            threshold, source = self._fallback(coll)
             return OperatingPoint(threshold, target, 0, f"empty gallery; {source}")
         estimate = self.in_force(coll, faces)
-        point = estimate.operating_point(target)
+        point = self._point(coll, estimate, target)
         if point is not None:
             return point
-        threshold, source = self._verify_threshold(coll)
+        threshold, source = self._fallback(coll)
         return OperatingPoint(
             threshold,
             target,
@@ -90,7 +94,7 @@ class OpenSetPolicy:
         faces = len(self._galleries.fresh(coll)) if faces is None else faces
         with self._lock(coll.id):
             estimate = self._newest(coll)
-            factor = self._settings.open_set_recalibrate_factor
+            factor = self._settings.index.open_set_recalibrate_factor
             if estimate is None or not (
                 estimate.gallery_faces / factor < faces < estimate.gallery_faces * factor
             ):
@@ -112,33 +116,15 @@ class OpenSetPolicy:
         face_ids, owners = self._repo.face_identities(coll.id)
         if strangers is None:
             strangers = self._previous_strangers(coll)
-        limit = max_searches or self._settings.open_set_max_searches
-        rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(len(face_ids), min(limit, len(face_ids)), replace=False))
-        identities, per_identity = np.unique(owners, return_counts=True)
-        own = per_identity[np.searchsorted(identities, owners[pick])]
-        scores = np.zeros(0)
-        if len(identities) > 1:
-
-            def owner_of(ids: np.ndarray) -> np.ndarray:
-                pos = np.clip(np.searchsorted(face_ids, ids), 0, len(face_ids) - 1)
-                return np.where(face_ids[pos] == ids, owners[pos], -1)
-
-            scores = leave_one_out_scores(
-                self._repo.embeddings_of(coll.id, face_ids[pick].tolist()),
-                owners[pick],
-                own,
-                follower.search,
-                owner_of,
-                len(follower),
-            )
+        limit = max_searches or self._settings.index.open_set_max_searches
+        scores = self._leave_one_out(coll, follower, face_ids, owners, limit, seed)
         if len(strangers) and len(follower):
             sims, _ = follower.search(np.asarray(strangers, np.float32), 1)
             scores = np.concatenate([scores, sims[:, 0]])
         estimate = OpenSetEstimate(
             model=coll.model_tag,
             gallery_faces=len(face_ids),
-            gallery_identities=len(identities),
+            gallery_identities=len(np.unique(owners)),
             scores=np.sort(scores)[::-1],
             prior=self._prior(coll),
             strangers=len(strangers),
@@ -158,7 +144,39 @@ class OpenSetPolicy:
             report,
         )
         self._cache[coll.id] = (record.id, estimate)
+        self._galleries.saw_open_set(coll, record.id)
         return estimate
+
+    def _leave_one_out(
+        self,
+        coll: CollectionRecord,
+        follower: Any,  # index.IndexFollower
+        face_ids: np.ndarray,
+        owners: np.ndarray,
+        limit: int,
+        seed: int,
+    ) -> np.ndarray:
+        """The top scores of a seeded sample of at most ``limit`` gallery faces, each searched
+        with its own identity left out (none when the gallery holds one identity)."""
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(face_ids), min(limit, len(face_ids)), replace=False))
+        identities, per_identity = np.unique(owners, return_counts=True)
+        if len(identities) <= 1:
+            return np.zeros(0)
+        own = per_identity[np.searchsorted(identities, owners[pick])]
+
+        def owner_of(ids: np.ndarray) -> np.ndarray:
+            pos = np.clip(np.searchsorted(face_ids, ids), 0, len(face_ids) - 1)
+            return np.where(face_ids[pos] == ids, owners[pos], -1)
+
+        return leave_one_out_scores(
+            self._repo.embeddings_of(coll.id, face_ids[pick].tolist()),
+            owners[pick],
+            own,
+            follower.search,
+            owner_of,
+            len(follower),
+        )
 
     def forget(self, collection_id: int) -> None:
         self._cache.pop(collection_id, None)
@@ -172,8 +190,24 @@ class OpenSetPolicy:
         spec = MODELS.get(coll.model)
         return spec.impostor_tail if spec is not None and spec.version == coll.model_version else ()
 
+    def _point(
+        self, coll: CollectionRecord, estimate: OpenSetEstimate, target: float
+    ) -> OperatingPoint | None:
+        cached = self._points.get((coll.id, target))
+        if cached is not None and cached[0] is estimate:
+            return cached[1]
+        point = estimate.operating_point(target)
+        if len(self._points) > 1000:
+            self._points.clear()
+        self._points[(coll.id, target)] = (estimate, point)
+        return point
+
+    def _fallback(self, coll: CollectionRecord) -> tuple[float, str]:
+        """The collection's 1:1 threshold and its source (cached with the collection)."""
+        return self._galleries.verify_threshold(coll, self._verify_threshold)
+
     def _newest(self, coll: CollectionRecord) -> OpenSetEstimate | None:
-        newest = self._repo.open_set_newest_id(coll.id, coll.model_tag)
+        newest = self._galleries.open_set_id(coll)
         if newest is None:
             return None
         cached = self._cache.get(coll.id)

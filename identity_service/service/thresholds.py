@@ -22,6 +22,7 @@ from ..config import Settings
 from ..imaging import ImageInput
 from ..store import CollectionRecord, Repository
 from ..types import OperatingPoint
+from .galleries import Galleries
 from .open_set import OpenSetPolicy
 
 
@@ -29,6 +30,7 @@ class ThresholdsMixin:
     settings: Settings
     repo: Repository
     open_set: OpenSetPolicy
+    galleries: Galleries
 
     # Defined by FaceService.
     _coll: Callable[[str | CollectionRecord], CollectionRecord]
@@ -72,7 +74,9 @@ class ThresholdsMixin:
     ) -> CollectionRecord:
         """The FPIR ``find`` aims at for this collection (None: the settings' default)."""
         coll = self._coll(collection)
-        return self.repo.set_target_fpir(coll.id, None if fpir is None else check_fpir(fpir))
+        record = self.repo.set_target_fpir(coll.id, None if fpir is None else check_fpir(fpir))
+        self.galleries.notify_changed(record)
+        return record
 
     def _calibration_in_force(self, model_tag: str) -> InForce | None:
         """The newest model-wide calibration of a model (for ``pipeline(...).verify``)."""
@@ -99,4 +103,6 @@ class ThresholdsMixin:
         pairs = collection_pairs(self.repo, coll.id, max_pairs=max_pairs, seed=seed)
         cal = calibrate_pairset(pairs, coll.model_tag, target_far=target_far, n_boot=n_boot)
         record = save_calibration(self.repo, cal, coll.id, force=force) if store else None
+        if record is not None:
+            self.galleries.notify_changed(coll)
         return CalibrationRun(cal, pairs, record)

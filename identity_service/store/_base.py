@@ -56,6 +56,17 @@ class StoreBase:
         return int(value or 0)
 
     @staticmethod
+    def _log_change(s: Session, collection_ids: list[int], op: str, ref: int = 0) -> None:
+        """Log a change query nodes cache (``config``: a collection's settings, name or
+        calibrations; ``identity``: identity ``ref``'s name, metadata or tombstone). The caller
+        holds the collection lock, so the row becomes visible in seq order like a face's."""
+        if collection_ids:
+            s.execute(
+                IndexLog.__table__.insert(),
+                [{"collection_id": c, "face_id": int(ref), "op": op} for c in collection_ids],
+            )
+
+    @staticmethod
     def _collection(s: Session, collection_id: int, lock: bool = False) -> Collection:
         stmt = select(Collection).where(Collection.id == collection_id)
         if lock:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import DuplicateError, NotFoundError
 from .job_parts import FINISHED_STATUSES, PART_SUFFIX, JobPartsMixin, _to_job
-from .models import ApiKey, Calibration, Job, utcnow
+from .models import ApiKey, Calibration, Collection, Job, utcnow
 from .records import ApiKeyRecord, CalibrationRecord, JobRecord, aware
 
 
@@ -150,9 +150,27 @@ class AdminMixin(JobPartsMixin):
             report=dict(report or {}),
         )
         with self._tx(write=True) as s:
+            # Query nodes cache the 1:1 threshold in force: tell the collections it applies to.
+            affected = self._collections_of_model(s, model, collection_id)
             s.add(row)
             s.flush()
+            self._log_change(s, affected, "config")
             return _to_calibration(row)
+
+    def _collections_of_model(self, s: Any, model: str, collection_id: int | None) -> list[int]:
+        """Ids of the collections a calibration of ``model`` (a tag) on ``collection_id`` (None:
+        model-wide) applies to, locked in id order."""
+        if collection_id is not None:
+            self._collection(s, collection_id, lock=True)
+            return [collection_id]
+        name, _, version = model.rpartition("@")
+        stmt = (
+            select(Collection.id)
+            .where(Collection.model == name, Collection.model_version == version)
+            .order_by(Collection.id)
+            .with_for_update(key_share=True)
+        )
+        return list(s.scalars(stmt))
 
     def latest_calibration(
         self,

@@ -9,10 +9,10 @@ import numpy as np
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session
 
-from ..errors import UnknownFaceError, UnknownIdentityError
+from ..errors import UnknownCollectionError, UnknownFaceError, UnknownIdentityError
 from ._base import StoreBase
 from .convert import embedding_bytes, to_collection, to_face, vector
-from .models import Face, Identity, IndexLog
+from .models import Collection, Face, Identity, IndexLog
 from .records import FaceOwner, FaceRecord, LogEntry, NewFace
 
 _IN_CHUNK = 500  # ids per IN (...) list; keeps well under SQLite's bound-parameter limit
@@ -124,6 +124,27 @@ class FacesMixin(StoreBase):
                     out[face_id] = FaceOwner(face_id, identity_id, external_id, name)
         return out
 
+    def identity_names(
+        self, collection_id: int, ids: Iterable[int] | None = None
+    ) -> dict[int, tuple[str, str | None]]:
+        """``identity id -> (external id, name)`` of the collection's live identities (only
+        those among ``ids`` when given): what a query node keeps to name its matches."""
+        stmt = select(Identity.id, Identity.external_id, Identity.name).where(
+            Identity.collection_id == collection_id, Identity.deleted.is_(False)
+        )
+        out: dict[int, tuple[str, str | None]] = {}
+        with self._tx() as s:
+            if ids is None:
+                rows = s.execute(stmt.execution_options(yield_per=50_000))
+                out.update({i: (ext, name) for i, ext, name in rows})
+                return out
+            wanted = sorted({int(i) for i in ids})
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                rows = s.execute(stmt.where(Identity.id.in_(chunk)))
+                out.update({i: (ext, name) for i, ext, name in rows})
+        return out
+
     def faces_of_identity(self, collection_id: int, external_id: str) -> list[FaceRecord]:
         with self._tx() as s:
             ident = self._identity(s, collection_id, external_id)
@@ -180,14 +201,17 @@ class FacesMixin(StoreBase):
         embeddings_after: int | None = None,
     ) -> list[LogEntry]:
         """Log rows after ``seq``, in seq order, at most ``limit`` of them. Adds at or below
-        ``embeddings_after`` come without their embedding (None, as for a deleted face)."""
+        ``embeddings_after`` come without their embedding and owner (None, as for a deleted
+        face)."""
         joined = and_(Face.id == IndexLog.face_id, IndexLog.op == "add")
         if embeddings_after is not None:
             joined = and_(joined, IndexLog.seq > embeddings_after)
         with self._tx() as s:
             self._collection(s, collection_id)
             stmt = (
-                select(IndexLog.seq, IndexLog.face_id, IndexLog.op, Face.embedding)
+                select(
+                    IndexLog.seq, IndexLog.face_id, IndexLog.op, Face.embedding, Face.identity_id
+                )
                 .outerjoin(Face, joined)
                 .where(IndexLog.collection_id == collection_id, IndexLog.seq > seq)
                 .order_by(IndexLog.seq)
@@ -195,15 +219,26 @@ class FacesMixin(StoreBase):
             if limit is not None:
                 stmt = stmt.limit(limit)
             return [
-                LogEntry(seq=q, face_id=f, op=op, embedding=None if b is None else vector(b))
-                for q, f, op, b in s.execute(stmt)
+                LogEntry(q, f, op, None if b is None else vector(b), owner)
+                for q, f, op, b, owner in s.execute(stmt)
             ]
 
     def max_seq(self, collection_id: int) -> int:
-        """The collection's last log position; 0 when its log is empty."""
-        with self._tx() as s:
-            self._collection(s, collection_id)
-            return self._max_seq(s, collection_id)
+        """The collection's last log position; 0 when its log is empty. One narrow statement
+        on a plain connection: query nodes ask it many times a second."""
+        head = (
+            select(func.max(IndexLog.seq))
+            .where(IndexLog.collection_id == Collection.id)
+            .scalar_subquery()
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(select(Collection.id, head).where(Collection.id == collection_id))
+            found = row.first()
+        if found is None:
+            raise UnknownCollectionError(
+                f"unknown collection id {collection_id}", collection_id=collection_id
+            )
+        return int(found[1] or 0)
 
     def faces_added_total(self) -> int:
         """Faces ever added to any collection, by any path: the ``add`` rows of the index log.

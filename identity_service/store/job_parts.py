@@ -260,6 +260,7 @@ class JobPartsMixin(StoreBase):
                 s.flush()
                 candidate.name = name
                 s.flush()
+                self._log_change(s, [live_id, candidate_id], "config")
                 return True
         except IntegrityError as exc:
             raise DuplicateError(f"collection {retired_name!r} already exists") from exc

@@ -112,18 +112,21 @@ class Face(Base):
 
 
 class IndexLog(Base):
-    """Append-only outbox: every face added to or removed from a collection, in order."""
+    """Append-only outbox: every face added to or removed from a collection, in order, and
+    every change a query node caches: ``config`` (the collection's settings, name or a
+    calibration changed; ``face_id`` 0) and ``identity`` (an identity's name, metadata or
+    tombstone changed; ``face_id`` holds the identity id)."""
 
     __tablename__ = "index_log"
     __table_args__ = (
-        CheckConstraint("op IN ('add', 'remove')", name="op"),
+        CheckConstraint("op IN ('add', 'remove', 'config', 'identity')", name="op"),
         Index(None, "collection_id", "seq"),
         {"sqlite_autoincrement": True},
     )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
-    # Not a foreign key: the log outlives the face it mentions.
+    # Not a foreign key: the log outlives the face (or identity) it mentions.
     face_id: Mapped[int] = mapped_column(BigInteger)
     op: Mapped[str] = mapped_column(String(8))
     created: Mapped[datetime] = _created()

@@ -82,8 +82,10 @@ class OpenSetMixin(StoreBase):
             report=report,
         )
         with self._tx(write=True) as s:
+            self._collection(s, collection_id, lock=True)
             s.add(row)
             s.flush()
+            self._log_change(s, [collection_id], "config")
             return _to_record(row)
 
     def open_set_newest_id(self, collection_id: int, model: str) -> int | None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-LogOp = Literal["add", "remove"]
+LogOp = Literal["add", "remove", "config", "identity"]
 
 
 def aware(dt: datetime | None) -> datetime | None:
@@ -104,6 +104,8 @@ class LogEntry:
     # The vector for an 'add' whose face still exists; None for 'remove' and for an 'add'
     # whose face was deleted since (a later 'remove' for it follows in the log).
     embedding: np.ndarray | None
+    # Who owns the face of an 'add' read with its embedding (a face never changes owner).
+    identity_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ Consistency rules the index layer relies on:
   would skip 10 for ever. With the lock, a follower can keep a plain watermark: after reading
   up to ``seq`` it never needs to look below it again, and ``log_since(watermark)`` is exact.
   (Seq numbers are shared by all collections, so one collection's seqs have gaps.)
+* Changes that query nodes cache (a collection's settings, name and calibrations; an
+  identity's name, metadata and tombstone) log a ``config`` or ``identity`` row the same way,
+  so one poll of the log tells a node what to read again.
 * ``all_embeddings`` reads the faces and ``max_seq`` in one snapshot, so a gallery built from
   it and then fed ``log_since(max_seq)`` misses nothing and applies nothing twice.
 
@@ -104,12 +107,14 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
         with self._tx(write=True) as s:
             row = self._collection(s, collection_id, lock=True)
             row.threshold = threshold
+            self._log_change(s, [collection_id], "config")
             return to_collection(row)
 
     def set_target_fpir(self, collection_id: int, target_fpir: float | None) -> CollectionRecord:
         with self._tx(write=True) as s:
             row = self._collection(s, collection_id, lock=True)
             row.target_fpir = target_fpir
+            self._log_change(s, [collection_id], "config")
             s.flush()
             return to_collection(row)
 
@@ -153,8 +158,19 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
         stored one, None keeps it. A deleted identity's external id starts a new identity
         (see the module notes)."""
         check_metadata(metadata)
+        changes = name is not None or metadata is not None
         with self._tx(write=True) as s:
-            self._collection(s, collection_id)
+            # A new identity takes no collection lock (its faces' log rows name it); changing
+            # an existing one's name or metadata is logged for query nodes, under the lock,
+            # taken first as every log writer does.
+            exists = s.scalar(
+                select(Identity.id).where(
+                    Identity.collection_id == collection_id,
+                    Identity.external_id == external_id,
+                    Identity.deleted.is_(False),
+                )
+            )
+            self._collection(s, collection_id, lock=exists is not None and changes)
             s.execute(
                 delete(Identity).where(
                     Identity.collection_id == collection_id,
@@ -180,11 +196,12 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
                 .with_for_update()
             )
             assert row is not None
-            if inserted is None:
+            if inserted is None and changes:
                 if name is not None:
                     row.name = name
                 if metadata is not None:
                     row.meta = dict(metadata)
+                self._log_change(s, [collection_id], "identity", row.id)
             s.flush()
             return to_identity(row)
 
@@ -218,11 +235,13 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
         """Change name and/or metadata; ``merge`` updates metadata keys instead of replacing."""
         check_metadata(metadata)
         with self._tx(write=True) as s:
+            self._collection(s, collection_id, lock=True)
             row = self._identity(s, collection_id, external_id, lock=True)
             if name is not None:
                 row.name = name
             if metadata is not None:
                 row.meta = {**(row.meta or {}), **metadata} if merge else dict(metadata)
+            self._log_change(s, [collection_id], "identity", row.id)
             s.flush()
             return to_identity(row)
 
@@ -238,7 +257,7 @@ class Repository(FacesMixin, OpenSetMixin, AdminMixin):
             row = self._identity(s, collection_id, external_id)
             face_ids = list(s.scalars(select(Face.id).where(Face.identity_id == row.id)))
             self._remove_faces(s, collection_id, face_ids)
-            row.deleted = True
+            row.deleted = True  # its faces' 'remove' rows tell query nodes
             return len(face_ids)
 
     def purge(self, collection_id: int) -> int:

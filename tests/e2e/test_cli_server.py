@@ -59,6 +59,10 @@ def test_cli_verbs_against_a_server(server: Server, lfw_image, tmp_path: Path): 
     assert other["verified"] is False and other["distance"] > same["distance"]
     faces = _cli(server, key, "represent", str(lfw_image("Adam_Sandler", 4)))["faces"]
     assert len(faces[0]["embedding"]) == 128
+    vector = tmp_path / "adam.json"  # embedded elsewhere: the probe is the embedding itself
+    vector.write_text(json.dumps(faces[0]["embedding"]))
+    found = _cli(server, key, "find", "--embedding", str(vector), "-c", "staff", "-k", "1")
+    assert found["matches"][0]["external_id"] == "Adam_Sandler", found
     adam = str(lfw_image("Adam_Sandler", 3))
     analysed = _cli(server, key, "analyze", adam, "--actions", "emotion")
     assert analysed["faces"][0]["emotion"]["value"]

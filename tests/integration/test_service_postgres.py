@@ -9,14 +9,20 @@ import numpy as np
 import pytest
 
 from identity_service import FaceService, Settings
+from identity_service.config import IndexSettings
 from identity_service.errors import SchemaOutdatedError
 from identity_service.store import upgrade
 
 pytestmark = pytest.mark.integration
 
 
-def _settings(url: str, tmp_path, name: str) -> Settings:
-    return Settings(database_url=url, data_dir=tmp_path / name, workers=1, index_poll_interval=0.0)
+def _settings(url: str, tmp_path, name: str, vector_store: str = "faiss") -> Settings:
+    return Settings(
+        database_url=url,
+        data_dir=tmp_path / name,
+        workers=1,
+        index=IndexSettings(poll_interval=0.0, vector_store=vector_store),
+    )
 
 
 def test_refuses_an_unmigrated_database(postgres_url, tmp_path):
@@ -29,10 +35,14 @@ def _vectors(n: int, seed: int, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_two_nodes_concurrent_enroll_and_find_and_total_delete(postgres_url, tmp_path, lfw_image):
+def test_two_nodes_concurrent_enroll_and_find_and_total_delete(
+    postgres_url, tmp_path, lfw_image, vector_store
+):
+    """On each vector store; on Milvus both nodes share one collection, which one of them at a
+    time (a Postgres advisory lock) brings up to date."""
     upgrade(postgres_url)
-    writer = FaceService(_settings(postgres_url, tmp_path, "writer"))
-    reader = FaceService(_settings(postgres_url, tmp_path, "reader"))
+    writer = FaceService(_settings(postgres_url, tmp_path, "writer", vector_store))
+    reader = FaceService(_settings(postgres_url, tmp_path, "reader", vector_store))
     coll = writer.create_collection("pg")
     writer.enroll("pg", "Adam_Sandler", [lfw_image("Adam_Sandler", 1)])
     probe = writer.pipeline().represent(lfw_image("Adam_Sandler", 2))[0].embedding
@@ -85,7 +95,7 @@ def test_two_nodes_concurrent_enroll_and_find_and_total_delete(postgres_url, tmp
     writer.delete_identity("pg", "Adam_Sandler")
     assert all(m.external_id != "Adam_Sandler" for m in reader.find("pg", probe, k=5))
     reader.close()
-    restarted = FaceService(_settings(postgres_url, tmp_path, "reader"))
+    restarted = FaceService(_settings(postgres_url, tmp_path, "reader", vector_store))
     assert all(m.external_id != "Adam_Sandler" for m in restarted.find("pg", probe, k=5))
     assert len(restarted.galleries.follower(coll)) == 300
     restarted.close()

@@ -22,8 +22,8 @@ import redis
 from sqlalchemy import func, select
 
 from identity_service import FaceService
+from identity_service.config import JobSettings, Settings
 from identity_service.jobs import (
-    JobSettings,
     get_job,
     submit_enroll_folder,
     submit_migrate_model,
@@ -75,8 +75,11 @@ class Cluster:
 
     def __init__(self, broker: str, database: str, tmp: Path) -> None:
         self.tmp = tmp
-        self.settings = JobSettings(
-            broker_url=broker, database_url=database, data_dir=tmp / "data", workers=1
+        self.settings = Settings(
+            database_url=database,
+            data_dir=tmp / "data",
+            workers=1,
+            jobs=JobSettings(broker_url=broker),
         )
         self.env = {
             **os.environ,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from identity_service.config import Settings
+from identity_service.config import ModelSettings, Settings
 from identity_service.models import adapters as inst
 
 
@@ -26,7 +26,7 @@ def _adapter(threshold: float) -> inst.InstalledAdapter:
 
 
 def test_sidecar_is_read_once_then_again_after_a_rewrite(tmp_path, monkeypatch):
-    settings = Settings(data_dir=tmp_path, adapter_dir=tmp_path / "adapters")
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(adapter_dir=tmp_path / "adapters"))
     adapter = _adapter(0.2)
     sidecar = adapter.sidecar_path(settings)
     sidecar.parent.mkdir(parents=True)

@@ -4,6 +4,7 @@ driven mostly through the typed client."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import httpx
@@ -20,7 +21,13 @@ from identity_service.api.errors import (
     ValidationError,
 )
 from identity_service.client import FaceIDClient
-from identity_service.errors import NoFaceError, UnknownCollectionError, UnknownIdentityError
+from identity_service.errors import (
+    InvalidParameterError,
+    ModelMismatchError,
+    NoFaceError,
+    UnknownCollectionError,
+    UnknownIdentityError,
+)
 
 
 def client(api, key: str | None) -> FaceIDClient:
@@ -90,8 +97,47 @@ def test_find_reports_server_timing(api, keys, people, lfw_image):
     )
     assert r.status_code == 200 and r.json()["matches"][0]["external_id"] == "abel"
     timing = r.headers["server-timing"]
-    for part in ("decode;dur=", "detect_embed;dur=", "search;dur=", "app;dur="):
+    parts = ("decode", "queue", "model", "point", "index", "owners", "app")
+    for part in (f"{name};dur=" for name in parts):
         assert part in timing
+
+
+def test_find_with_an_embedding_probe(api, keys, people, lfw_image):
+    """The probe of callers that embed at the edge: JSON, no model runs on the server."""
+    acme = client(api, keys["a_query"])
+    vector = acme.represent(lfw_image("Abel_Pacheco", 3), collection=people)[0].embedding
+    by_image = acme.find(people, lfw_image("Abel_Pacheco", 3), k=2)
+    by_vector = acme.find(people, embedding=vector, k=2)
+    assert [m.external_id for m in by_vector] == [m.external_id for m in by_image]
+    assert by_vector[0].similarity == pytest.approx(by_image[0].similarity, abs=1e-4)
+    assert by_vector.operating_point == by_image.operating_point
+    assert acme.find(people, embedding=list(vector * 3), k=1)[0].external_id == "abel"
+    _, http = api
+    r = http.post(
+        f"/v1/collections/{people}/find",
+        json={"embedding": vector.tolist(), "k": 1},
+        headers={"X-API-Key": keys["a_query"]},
+    )
+    timing = r.headers["server-timing"]
+    assert "index;dur=" in timing and "owners;dur=" in timing and "model;dur=" not in timing
+    with pytest.raises(ModelMismatchError):
+        acme.find(people, embedding=vector[:64])
+    with pytest.raises(InvalidParameterError):
+        acme.find(people, embedding=[0.0] * 128)
+    for body in (
+        json.dumps({"embedding": [float("nan")] * 128}),  # Python's json writes NaN
+        json.dumps({"embedding": vector.tolist(), "image": base64.b64encode(b"x").decode()}),
+        json.dumps({"k": 1}),
+        json.dumps({"embedding": []}),
+    ):
+        r = http.post(
+            f"/v1/collections/{people}/find",
+            content=body,
+            headers={"X-API-Key": keys["a_query"], "Content-Type": "application/json"},
+        )
+        assert r.status_code == 422, (body[:40], r.text)
+    with pytest.raises(ValueError, match="an image or an embedding"):
+        acme.find(people)
 
 
 def test_collections_identities_paging_update_delete(api, keys, people, lfw_image):
@@ -154,19 +200,19 @@ def test_enroll_jobs_need_server_paths(api, keys, people, lfw_image, tmp_path):
         acme.enroll_job(people, str(root))
     assert denied.value.code == "server_paths_disabled"
     settings = api[0].state.runtime.settings
-    settings.api_allow_server_paths = True
+    settings.api.allow_server_paths = True
     try:
         with pytest.raises(PermissionDeniedError) as no_roots:
             acme.enroll_job(people, str(root))
         assert no_roots.value.code == "server_paths_disabled"
-        settings.api_server_path_roots = [str(tmp_path / "{tenant}"), str(tmp_path)]
+        settings.api.server_path_roots = [str(tmp_path / "{tenant}"), str(tmp_path)]
         job = acme.enroll_job("staff", str(root), batch_size=1).wait(progress=True, timeout=60)
         # Outside every root: refused alike whether the folder exists or not.
         for outside in ("/etc", "/no/such/folder", f"{root}/../../.."):
             with pytest.raises(PermissionDeniedError) as refused:
                 acme.enroll_job(people, outside)
             assert refused.value.code == "path_not_permitted", outside
-        settings.api_server_path_roots = [str(tmp_path / "{tenant}")]  # acme's own tree only
+        settings.api.server_path_roots = [str(tmp_path / "{tenant}")]  # acme's own tree only
         with pytest.raises(PermissionDeniedError):
             acme.enroll_job(people, str(root))
         (tmp_path / "acme" / "Abel_Pacheco").mkdir(parents=True)
@@ -176,8 +222,8 @@ def test_enroll_jobs_need_server_paths(api, keys, people, lfw_image, tmp_path):
         with pytest.raises(ValidationError):
             acme.enroll_job(people, "")
     finally:
-        settings.api_allow_server_paths = False
-        settings.api_server_path_roots = []
+        settings.api.allow_server_paths = False
+        settings.api.server_path_roots = []
     assert job.status == "succeeded" and job.counts["faces_added"] == 2
     # Newest first, and only the jobs: their batch parts are not listed.
     assert [j.id for j in acme.jobs() if j.kind == job.kind] == [mine.id, job.id]
@@ -288,15 +334,15 @@ def test_an_idempotency_key_returns_the_first_job(api, keys, people, lfw_image, 
     root.mkdir(parents=True)
     (root / "3.jpg").symlink_to(lfw_image("Adam_Sandler", 3))
     settings = api[0].state.runtime.settings
-    settings.api_allow_server_paths = True
-    settings.api_server_path_roots = [str(tmp_path)]
+    settings.api.allow_server_paths = True
+    settings.api.server_path_roots = [str(tmp_path)]
     try:
         first = acme.enroll_job(people, str(root.parent), idempotency_key="upload-7")
         again = acme.enroll_job(people, str(root.parent), idempotency_key="upload-7")
         other = acme.enroll_job(people, str(root.parent), idempotency_key="upload-8")
     finally:
-        settings.api_allow_server_paths = False
-        settings.api_server_path_roots = []
+        settings.api.allow_server_paths = False
+        settings.api.server_path_roots = []
     assert again.id == first.id and other.id != first.id
     from identity_service.jobs.api import idempotent_job_id
 

@@ -8,22 +8,22 @@ from fastapi.testclient import TestClient
 
 from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
-from identity_service.api.settings import ApiSettings
 from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER, models_for
 from identity_service.attributes.heads import AGE_BINS
 from identity_service.attributes.labels import GENDERS, RACES
 from identity_service.client import Analysis, FaceIDClient, ValidationError
+from identity_service.config import ApiSettings, ModelSettings, Settings
 from identity_service.errors import ModelFileMissingError
 from identity_service.training.attributes.fit import train_head
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    settings = ApiSettings(
+    settings = Settings(
         data_dir=tmp_path_factory.mktemp("api"),
         workers=1,
-        api_auth=True,
-        attribute_models="trained",  # the cache's own set: none until trained
+        api=ApiSettings(auth=True),
+        models=ModelSettings(attribute_models="trained"),  # the cache's own set: none until trained
     )
     app = create_app(settings)
     with TestClient(app) as http:

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
-from identity_service.api.settings import ApiSettings
+from identity_service.config import Settings
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_every_operation_has_bad_input_cases(api, cases):
 
 
 def test_a_new_route_without_cases_fails_the_coverage_check(cases, tmp_path):
-    app = create_app(ApiSettings(data_dir=tmp_path, workers=1))
+    app = create_app(Settings(data_dir=tmp_path, workers=1))
 
     def new_thing() -> dict[str, str]:
         return {}

@@ -16,12 +16,14 @@ from fastapi.testclient import TestClient
 
 from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
-from identity_service.api.settings import ApiSettings
+from identity_service.config import ApiSettings, Settings
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    settings = ApiSettings(data_dir=tmp_path_factory.mktemp("api"), workers=1, api_auth=True)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("api"), workers=1, api=ApiSettings(auth=True)
+    )
     app = create_app(settings)
 
     def boom() -> None:
@@ -90,7 +92,7 @@ def test_an_unexpected_error_answers_500_and_keeps_the_connection(app):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        for _ in range(100):
+        for _ in range(600):  # the lifespan starts the model workers too
             if server.started:
                 break
             time.sleep(0.1)
@@ -105,10 +107,10 @@ def test_an_unexpected_error_answers_500_and_keeps_the_connection(app):
 
 
 def test_a_server_started_without_its_database_stays_up_and_is_not_ready(tmp_path):
-    settings = ApiSettings(
+    settings = Settings(
         data_dir=tmp_path,
         workers=1,
-        api_auth=False,
+        api=ApiSettings(auth=False),
         database_url="postgresql+psycopg2://faceid@127.0.0.1:1/nowhere",  # nothing listens
     )
     with TestClient(create_app(settings)) as http:  # the lifespan runs: it must not fail

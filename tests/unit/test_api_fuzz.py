@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import (
 
 from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
-from identity_service.api.settings import ApiSettings
+from identity_service.config import ApiSettings, ModelSettings, Settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 SCHEMA = schemathesis.openapi.from_dict(json.loads(DOC.read_text(encoding="utf-8")))
@@ -43,14 +43,11 @@ DEADLINE = timedelta(seconds=5)
 def fuzz_api(tmp_path_factory, lfw_image):
     """The app over SQLite with models loaded, an admin key, and collection 'staff' holding one
     person, so generated requests that name 'staff' reach the code behind the checks."""
-    settings = ApiSettings(
+    settings = Settings(
         data_dir=tmp_path_factory.mktemp("fuzz"),
         workers=1,
-        embedder="dlib-resnet-v1",
-        api_auth=True,
-        api_max_k=20,
-        api_max_batch=4,
-        api_max_body_bytes=1024 * 1024,
+        models=ModelSettings(embedder="dlib-resnet-v1"),
+        api=ApiSettings(auth=True, max_k=20, max_batch=4, max_body_bytes=1024 * 1024),
     )
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False) as http:

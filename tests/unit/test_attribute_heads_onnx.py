@@ -17,7 +17,7 @@ from identity_service.attributes import (
     load_head,
 )
 from identity_service.attributes.labels import RACES
-from identity_service.config import Settings
+from identity_service.config import ModelSettings, Settings
 from identity_service.errors import ModelError, ModelFileMissingError
 
 META = {
@@ -52,8 +52,8 @@ def _embeddings(n: int = 50, dim: int = 128, seed: int = 1) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _settings(tmp_path, **kw) -> Settings:
-    return Settings(data_dir=tmp_path, attribute_models="trained", **kw)
+def _settings(tmp_path, **models) -> Settings:
+    return Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained", **models))
 
 
 def _save_race_head(settings: Settings, w: MlpWeights | None = None) -> Head:
@@ -184,7 +184,7 @@ def test_cuda_without_a_gpu_provider_is_a_typed_error(tmp_path, monkeypatch):
     _save_race_head(settings)
     _only_cpu(monkeypatch)
     with pytest.raises(ModelError, match="onnxruntime has no CUDA provider") as err:
-        load_head("race", settings.model_copy(update={"device": "cuda"}))
+        load_head("race", _settings(tmp_path, device="cuda"))
     assert not isinstance(err.value, ModelFileMissingError)
     # the CPU default still loads
     assert load_head("race", settings).probabilities(_embeddings(2)).shape == (2, len(RACES))
@@ -207,7 +207,7 @@ def test_cuda_provider_that_cannot_start_is_a_typed_error(tmp_path, monkeypatch)
     )
     monkeypatch.setattr(ort, "InferenceSession", CpuOnlySession)
     with pytest.raises(ModelError, match="could not start its CUDA provider"):
-        load_head("race", settings.model_copy(update={"device": "cuda:0"}))
+        load_head("race", _settings(tmp_path, device="cuda:0"))
 
 
 def test_emotion_model_uses_the_same_provider_choice(monkeypatch):
@@ -215,7 +215,7 @@ def test_emotion_model_uses_the_same_provider_choice(monkeypatch):
 
     _only_cpu(monkeypatch)
     with pytest.raises(ModelError, match="onnxruntime has no CUDA provider"):
-        EmotionModel(Settings(device="cuda"))
+        EmotionModel(Settings(models=ModelSettings(device="cuda")))
 
 
 def test_describe_heads_shows_file_provenance_and_metrics(tmp_path):

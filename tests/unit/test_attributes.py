@@ -6,7 +6,7 @@ import pytest
 from identity_service.attributes import Head, load_head
 from identity_service.attributes.heads import AGE_BINS, age_from_probabilities
 from identity_service.attributes.labels import GENDERS
-from identity_service.config import Settings
+from identity_service.config import ModelSettings, Settings
 from identity_service.errors import FaceIDError, ModelFileMissingError, ModelMismatchError
 from identity_service.training.attributes.data import is_test, read_utkface
 from identity_service.training.attributes.fit import train_head
@@ -73,7 +73,7 @@ def test_utkface_names_parse(tmp_path):
 
 
 def test_untrained_head_is_a_typed_error(tmp_path):
-    settings = Settings(data_dir=tmp_path, attribute_models="trained")
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     with pytest.raises(ModelFileMissingError, match="faceid train-attributes"):
         load_head("age", settings)
 
@@ -86,7 +86,7 @@ def test_head_for_another_embedder_and_bad_action_are_typed_errors(tmp_path):
     x, y = _blobs(n=40)
     head = train_head(x, y, GENDERS, "gender", seed=0, hidden=8, epochs=5)
     head.meta["embedder"] = "other@1"
-    settings = Settings(data_dir=tmp_path, attribute_models="trained")
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     head.save(settings.cache_dir / "models" / "faceid-attr-gender.onnx")
     models = AttributeModels(SimpleNamespace(settings=settings, model="dlib-resnet-v1-tta8@1"))
     with pytest.raises(ModelMismatchError):

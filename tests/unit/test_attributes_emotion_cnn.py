@@ -15,7 +15,7 @@ from identity_service.attributes.emotion import (
 from identity_service.attributes.emotion_cnn import CNN_DIM, CNN_SIDE, grey_face
 from identity_service.attributes.heads import Head, probabilities_from_features
 from identity_service.attributes.labels import EMOTIONS
-from identity_service.config import get_settings
+from identity_service.config import ModelSettings, Settings, get_settings
 from identity_service.errors import ModelError
 from identity_service.training.attributes.emotion_cnn import (
     CnnRecipe,
@@ -131,9 +131,7 @@ def test_retraining_without_a_cnn_removes_the_old_one(members, tmp_path):
     from identity_service.training.attributes.train_emotion import EmotionData, save_emotion_models
 
     head, cnn = members
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path, "attribute_models": "trained"}
-    )
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     faces, y = _stripes(4, 7)
     data = EmotionData(
         x=np.zeros((4, 2, FEATURE_DIM), np.float32),

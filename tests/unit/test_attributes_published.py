@@ -11,11 +11,10 @@ from fastapi.testclient import TestClient
 from identity_service import FacePipeline, Settings
 from identity_service.api import create_app
 from identity_service.api.auth import create_api_key
-from identity_service.api.settings import ApiSettings
 from identity_service.attributes import describe_heads
 from identity_service.attributes.analyze import ATTRIBUTE_EMBEDDER
 from identity_service.attributes.heads import attribute_path
-from identity_service.config import get_settings
+from identity_service.config import ApiSettings, ModelSettings, get_settings
 from identity_service.errors import ChecksumMismatchError, ModelFileMissingError
 from identity_service.models import get_model
 
@@ -50,7 +49,7 @@ def _model_dir_with(tmp_path, attributes: dict[str, bytes] | None):
 
 def test_a_published_file_with_another_sha256_is_refused(tmp_path):
     folder = _model_dir_with(tmp_path, {"faceid-attr-age.onnx": b"not the published head"})
-    settings = Settings(data_dir=tmp_path / "d", model_dir=folder)
+    settings = Settings(data_dir=tmp_path / "d", models=ModelSettings(model_dir=folder))
     with pytest.raises(ChecksumMismatchError) as err:
         attribute_path("faceid-attr-age.onnx", settings)
     assert err.value.code == "checksum_mismatch"
@@ -59,7 +58,12 @@ def test_a_published_file_with_another_sha256_is_refused(tmp_path):
 
 def test_missing_published_models_answer_503_without_retry_after(tmp_path, lfw_image):
     folder = _model_dir_with(tmp_path, None)
-    settings = ApiSettings(data_dir=tmp_path / "d", model_dir=folder, workers=1, api_auth=True)
+    settings = Settings(
+        data_dir=tmp_path / "d",
+        workers=1,
+        models=ModelSettings(model_dir=folder),
+        api=ApiSettings(auth=True),
+    )
     app = create_app(settings)
     with TestClient(app) as http:
         key = create_api_key(app.state.runtime.service.repo, "acme", ["query"])[0]
@@ -74,4 +78,7 @@ def test_missing_published_models_answer_503_without_retry_after(tmp_path, lfw_i
     assert error["code"] == "model_file_missing"
     assert "attributes/faceid-attr" in error["message"] and "FACEID_MODEL_DIR" in error["message"]
     with pytest.raises(ModelFileMissingError):
-        attribute_path("faceid-attr-age.onnx", Settings(data_dir=tmp_path / "d", model_dir=folder))
+        attribute_path(
+            "faceid-attr-age.onnx",
+            Settings(data_dir=tmp_path / "d", models=ModelSettings(model_dir=folder)),
+        )

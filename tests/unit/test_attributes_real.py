@@ -15,7 +15,7 @@ from identity_service.attributes.heads import AGE_BINS, probabilities_from_featu
 from identity_service.attributes.labels import EMOTIONS, GENDERS, RACES
 from identity_service.attributes.tuned import TUNED_ACTIONS
 from identity_service.attributes.tuned_features import FEATURES_FILE
-from identity_service.config import get_settings
+from identity_service.config import ModelSettings, Settings, get_settings
 from identity_service.errors import NoFaceError
 from identity_service.models import MODELS
 from identity_service.training.attributes.data import (
@@ -58,8 +58,8 @@ FER_HAPPY = get_settings().shared_dir / "data/fer2013/validation/happy/PublicTes
 def tiny_pipeline(tmp_path_factory):
     """A pipeline whose heads are tiny ones trained here on synthetic embeddings (its model
     cache is empty, so no tuned head trained elsewhere answers instead)."""
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path_factory.mktemp("tiny"), "attribute_models": "trained"}
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("tiny"), models=ModelSettings(attribute_models="trained")
     )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     rng = np.random.default_rng(0)
@@ -125,8 +125,8 @@ def trained_pipeline(tmp_path_factory):
     UTKFace images (age, gender, race), embedded by the default pipeline into a temporary
     cache. The heads are saved as ONNX into that cache and loaded back by ``analyze``.
     """
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path_factory.mktemp("faceid"), "attribute_models": "trained"}
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("faceid"), models=ModelSettings(attribute_models="trained")
     )
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     cache = settings.cache_dir

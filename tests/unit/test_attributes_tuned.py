@@ -19,7 +19,7 @@ from identity_service.attributes.tuned_features import (
     FEATURES_READS,
     TunedFeatures,
 )
-from identity_service.config import get_settings
+from identity_service.config import ModelSettings, Settings, get_settings
 from identity_service.errors import ModelMismatchError
 from identity_service.imaging import load_image
 from identity_service.training.attributes.chips import face_chips
@@ -146,9 +146,7 @@ def test_face_chips_are_the_pipelines_own_chips():
 def test_tuned_heads_need_a_dlib_pipeline_and_go_when_not_retrained(tmp_path):
     assert tuned_available(SimpleNamespace(embedder=SimpleNamespace(name="dlib-resnet-v1")))
     assert not tuned_available(SimpleNamespace(embedder=SimpleNamespace(name="arcface-r50")))
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path, "attribute_models": "trained"}
-    )
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     folder = heads_dir(settings)
     folder.mkdir(parents=True)
     for action in ("gender", "race"):
@@ -194,9 +192,7 @@ def _tiny_head(meta: dict[str, object]):
 
 
 def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_image):
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path, "attribute_models": "trained"}
-    )
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     _tiny_features("another-embedder@1").save(heads_dir(settings) / FEATURES_FILE)
     head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "a1"})
@@ -206,9 +202,7 @@ def test_a_tuned_network_from_another_embedder_is_a_typed_error(tmp_path, lfw_im
 
 
 def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path, "attribute_models": "trained"}
-    )
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     _tiny_features(pipeline.model).save(heads_dir(settings) / FEATURES_FILE)
     head = _tiny_head({"embedder": pipeline.model, "reads": FEATURES_READS, "features_id": "b2"})
@@ -220,9 +214,7 @@ def test_a_tuned_head_from_another_export_is_a_typed_error(tmp_path, lfw_image):
 
 
 def test_an_older_tuned_head_without_the_network_is_not_used(tmp_path, caplog):
-    settings = get_settings().model_copy(
-        update={"data_dir": tmp_path, "attribute_models": "trained"}
-    )
+    settings = Settings(data_dir=tmp_path, models=ModelSettings(attribute_models="trained"))
     pipeline = FacePipeline(embedder=ATTRIBUTE_EMBEDDER, settings=settings)
     head = _tiny_head({"embedder": pipeline.model, "reads": "dlib-chip-150"})
     head.save(heads_dir(settings) / HEAD_FILES["gender-tuned"])
@@ -232,10 +224,10 @@ def test_an_older_tuned_head_without_the_network_is_not_used(tmp_path, caplog):
 
 
 def test_faceid_models_shows_the_tuned_network_provenance(tmp_path):
-    from identity_service.cli.models_cmds import _features_provenance
+    from identity_service.service.inventory import features_provenance
 
     path = _tiny_features("dlib-resnet-v1-tta8@1").save(tmp_path / FEATURES_FILE)
-    shown = _features_provenance(path)
+    shown = features_provenance(path)
     assert shown["provenance"] == {"embedder": "dlib-resnet-v1-tta8@1", "features_id": "a1"}
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
-    assert "cannot load" in _features_provenance(tmp_path / "bad.onnx")["error"]
+    assert "cannot load" in features_provenance(tmp_path / "bad.onnx")["error"]

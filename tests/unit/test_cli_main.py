@@ -15,6 +15,7 @@ from identity_service.cli import main
     [
         (["train-attributes", "--actions", "mood"], "unknown head(s) ['mood']"),
         (["find", "--aggregate", "median", "x.jpg"], "aggregate must be max or mean"),
+        (["find", "-c", "staff"], "give a probe image or --embedding"),
         (["no-such-verb"], "No such command"),
     ],
 )

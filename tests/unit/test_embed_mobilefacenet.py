@@ -7,6 +7,7 @@ import pytest
 
 from identity_service import FacePipeline, Settings
 from identity_service.align import ARCFACE_TEMPLATE_112, arcface_crop
+from identity_service.config import ModelSettings
 from identity_service.embed import create_embedder
 from identity_service.errors import ChecksumMismatchError, ModelFileMissingError
 from identity_service.models import get_model
@@ -82,7 +83,9 @@ def test_fused_model_is_the_weighted_concatenation(lfw_image):
 
 def test_missing_file_names_it_and_says_how_to_supply_it(tmp_path):
     settings = Settings(
-        shared_dir=tmp_path / "shared", model_dir=tmp_path / "models", data_dir=tmp_path / "d"
+        shared_dir=tmp_path / "shared",
+        data_dir=tmp_path / "d",
+        models=ModelSettings(model_dir=tmp_path / "models"),
     )
     with pytest.raises(ModelFileMissingError) as err:
         create_embedder(MFN, settings)
@@ -93,7 +96,9 @@ def test_missing_file_names_it_and_says_how_to_supply_it(tmp_path):
 def test_a_file_with_another_sha256_is_refused(tmp_path):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / FILE).write_bytes(b"not the model")
-    settings = Settings(model_dir=tmp_path / "models", data_dir=tmp_path / "d")
+    settings = Settings(
+        data_dir=tmp_path / "d", models=ModelSettings(model_dir=tmp_path / "models")
+    )
     with pytest.raises(ChecksumMismatchError):
         create_embedder(MFN, settings)
 

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from identity_service import FaceService, Settings  # noqa: E402
 from identity_service.cli import app  # noqa: E402
-from identity_service.config import get_settings  # noqa: E402
+from identity_service.config import ModelSettings, get_settings  # noqa: E402
 from identity_service.embed import create_embedder  # noqa: E402
 from identity_service.embed.adapters import AdaptedEmbedder, OnnxAdapter  # noqa: E402
 from identity_service.errors import (  # noqa: E402
@@ -62,7 +62,9 @@ def env(tmp_path_factory):
         mp.setenv("FACEID_EMBEDDER", BASE)  # adapters here are trained on dlib's embeddings
         get_settings.cache_clear()
         yield Settings(
-            data_dir=root / "data", adapter_dir=root / "adapters", workers=1, embedder=BASE
+            data_dir=root / "data",
+            workers=1,
+            models=ModelSettings(adapter_dir=root / "adapters", embedder=BASE),
         )
     get_settings.cache_clear()
 

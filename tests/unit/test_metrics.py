@@ -11,19 +11,19 @@ from identity_service.api import create_app
 from identity_service.api import metrics as metrics_module
 from identity_service.api.auth import create_api_key
 from identity_service.api.metrics import FACES_ENROLLED_TTL_S, Metrics
-from identity_service.api.settings import ApiSettings
+from identity_service.config import ApiSettings, JobSettings, ModelSettings, Settings
 from identity_service.jobs import get_job, submit_enroll_folder
 from identity_service.service import import_folder
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    settings = ApiSettings(
+    settings = Settings(
         data_dir=tmp_path_factory.mktemp("metrics"),
         workers=1,
-        embedder="dlib-resnet-v1",
-        api_auth=True,
-        broker_url=None,
+        models=ModelSettings(embedder="dlib-resnet-v1"),
+        jobs=JobSettings(broker_url=None),
+        api=ApiSettings(auth=True),
     )
     app = create_app(settings)
     with TestClient(app) as http:

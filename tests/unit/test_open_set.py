@@ -17,6 +17,7 @@ from identity_service.calibration.open_set import (
     prior_similarity,
     similarity_at_fpir,
 )
+from identity_service.config import IndexSettings
 from identity_service.errors import FaceIDError
 from identity_service.store import NewFace
 
@@ -119,8 +120,10 @@ def _add(service, coll, faces, tag):
 
 
 @pytest.fixture
-def synthetic(tmp_path):
-    settings = Settings(data_dir=tmp_path, workers=1, open_set_recalibrate_factor=1.5)
+def synthetic(tmp_path, vector_store):
+    """A collection of synthetic faces, once per vector store (faiss, milvus)."""
+    index = IndexSettings(open_set_recalibrate_factor=1.5, vector_store=vector_store)
+    settings = Settings(data_dir=tmp_path, workers=1, index=index)
     service = FaceService.embedded(settings)
     coll = service.repo.create_collection(
         "syn", model="synthetic", model_version="1", dim=DIM, target_fpir=0.05

@@ -94,7 +94,7 @@ def test_cli_verify_json_and_errors(lfw_image, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["verified"] is True
     result = runner.invoke(app, ["represent", a, "--json"])
-    default_dim = get_model(get_settings().embedder).dim
+    default_dim = get_model(get_settings().models.embedder).dim
     assert len(json.loads(result.output)["faces"][0]["embedding"]) == default_dim
     result = runner.invoke(app, ["detect", a, "--json", "--detector", "yunet"])
     assert json.loads(result.output)["detector"] == "yunet"

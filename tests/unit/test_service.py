@@ -1,4 +1,5 @@
-"""FaceService on the embedded default (SQLite file + in-process FAISS), with real faces."""
+"""FaceService on the embedded default (a SQLite file) with real faces, its galleries on each
+vector store: in-process FAISS and Milvus (a milvus-lite server)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from opened_files import count_opens
 
 from identity_service import FaceService, Settings
+from identity_service.config import IndexSettings
 from identity_service.errors import (
     DuplicateError,
     ModelMismatchError,
@@ -30,8 +32,10 @@ PEOPLE = {
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory):
-    return Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=1)
+def settings(tmp_path_factory, vector_store):
+    """Each test runs once per vector store (tests/vector_stores.py: faiss, milvus)."""
+    index = IndexSettings(vector_store=vector_store)
+    return Settings(data_dir=tmp_path_factory.mktemp("faceid"), workers=1, index=index)
 
 
 @pytest.fixture(scope="module")

@@ -165,8 +165,6 @@ def native_bf16() -> bool:
 def cnn_model(network, k: int) -> bytes:
     """The ONNX graph of a trained :func:`_network` (eval mode): batch norm folded into the
     convolutions, input the flattened 0..255 face."""
-    import torch.nn as nn  # optional, torch: the learn extra
-
     inits = [
         numpy_helper.from_array(np.array([-1, 1, CNN_SIDE, CNN_SIDE], np.int64), "shape"),
         numpy_helper.from_array(np.array(1 / 127.5, np.float32), "scale"),
@@ -177,8 +175,32 @@ def cnn_model(network, k: int) -> bytes:
         helper.make_node("Mul", ["image", "scale"], ["scaled"]),
         helper.make_node("Sub", ["scaled", "one"], ["t0"]),
     ]
-    modules = list(network)
-    tensor, i, n = "t0", 0, 0
+    tensor = _append_layers(list(network), "t0", nodes, inits)
+    nodes.append(helper.make_node("Softmax", [tensor], [OUTPUT_NAME], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "faceid_attr_emotion_cnn",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", CNN_DIM])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["n", k])],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="faceid.attributes",
+        doc_string="faceid emotion CNN: 48x48 grey face (flattened, 0..255) -> probabilities",
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _append_layers(modules: list, tensor: str, nodes: list, inits: list) -> str:
+    """The ONNX nodes (and initializers) of ``modules`` applied to ``tensor``, each conv with
+    the batch norm after it folded in; returns the name of the last output."""
+    import torch.nn as nn  # optional, torch: the learn extra
+
+    i, n = 0, 0
     while i < len(modules):
         m = modules[i]
         n += 1
@@ -210,23 +232,7 @@ def cnn_model(network, k: int) -> bytes:
         else:
             raise TypeError(f"no ONNX mapping for {type(m).__name__}")
         tensor, i = out, i + 1
-    nodes.append(helper.make_node("Softmax", [tensor], [OUTPUT_NAME], axis=1))
-    graph = helper.make_graph(
-        nodes,
-        "faceid_attr_emotion_cnn",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", CNN_DIM])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["n", k])],
-        initializer=inits,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="faceid.attributes",
-        doc_string="faceid emotion CNN: 48x48 grey face (flattened, 0..255) -> probabilities",
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return tensor
 
 
 def _fold(conv, bn) -> tuple[np.ndarray, np.ndarray]:

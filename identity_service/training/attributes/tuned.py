@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -198,37 +199,18 @@ def train_tuned(
     """Train on :meth:`TunedNetwork.frozen` activations; ``progress`` gets each finished epoch
     and its mean training loss."""
     torch = _torch()
-    import torch.nn.functional as F  # torch: the `learn` extra
-
     recipe = recipe or TunedRecipe()
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = TunedNetwork(net, recipe.dropout, recipe.cut_channels)
-    expected = model.frozen(np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)).shape[2:]
-    if acts.shape[2:] != expected:
-        raise ValueError(
-            f"activations of shape {acts.shape[2:]} are not those at the recipe's cut "
-            f"({recipe.cut_channels} channels: {expected}); compute them with "
-            f"TunedNetwork(net, cut_channels={recipe.cut_channels}).frozen"
-        )
+    _check_cut(model, acts, recipe)
     x = torch.as_tensor(np.ascontiguousarray(acts))
-    gender, race, age = (
-        torch.as_tensor(np.asarray(v, np.int64)) for v in (labels.gender, labels.race, labels.age)
-    )
+    targets = {
+        a: torch.as_tensor(np.asarray(getattr(labels, a), np.int64))
+        for a in ("gender", "race", "age")
+    }
     n = len(x)
-    steps = recipe.epochs * -(-n // recipe.batch_size)
-    head_lr = recipe.lr * recipe.head_lr_factor
-    opt = torch.optim.AdamW(
-        [
-            {"params": list(model.parameters(pretrained=True)), "lr": recipe.lr},
-            {"params": list(model.parameters(pretrained=False)), "lr": head_lr},
-        ],
-        weight_decay=recipe.weight_decay,
-    )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[recipe.lr, head_lr], total_steps=steps, pct_start=recipe.warmup
-    )
-    bins = torch.arange(AGE_BINS, dtype=torch.float32)
+    opt, schedule = _optimiser(model, recipe, recipe.epochs * -(-n // recipe.batch_size))
     bf16 = recipe.bf16 and native_bf16()
     model.train()
     for epoch in range(recipe.epochs):
@@ -240,20 +222,7 @@ def train_tuned(
             batch = x[rows, view].float()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model.logits(batch)
-            loss = torch.zeros(())
-            for action, y in (("gender", gender[rows]), ("race", race[rows])):
-                known = y >= 0
-                if known.any():
-                    loss = loss + F.cross_entropy(
-                        out[action].float()[known], y[known], label_smoothing=recipe.label_smoothing
-                    )
-            known = age[rows] >= 0
-            if known.any() and recipe.age_weight > 0:
-                years = age[rows][known].clamp(0, AGE_BINS - 1).float()
-                target = torch.exp(-0.5 * ((bins[None] - years[:, None]) / recipe.age_sigma) ** 2)
-                target = target / target.sum(1, keepdim=True)
-                log_p = F.log_softmax(out["age"].float()[known], 1)
-                loss = loss + recipe.age_weight * -(target * log_p).sum(1).mean()
+            loss = _multitask_loss(out, {a: y[rows] for a, y in targets.items()}, recipe)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -263,6 +232,60 @@ def train_tuned(
             progress(epoch + 1, total / n)
     model.train(False)
     return model
+
+
+def _check_cut(model: TunedNetwork, acts: np.ndarray, recipe: TunedRecipe) -> None:
+    expected = model.frozen(np.zeros((1, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)).shape[2:]
+    if acts.shape[2:] != expected:
+        raise ValueError(
+            f"activations of shape {acts.shape[2:]} are not those at the recipe's cut "
+            f"({recipe.cut_channels} channels: {expected}); compute them with "
+            f"TunedNetwork(net, cut_channels={recipe.cut_channels}).frozen"
+        )
+
+
+def _optimiser(model: TunedNetwork, recipe: TunedRecipe, steps: int) -> tuple[Any, Any]:
+    """AdamW with the pretrained stages at ``recipe.lr`` and the new layers faster, on a
+    one-cycle schedule of ``steps``."""
+    torch = _torch()
+    head_lr = recipe.lr * recipe.head_lr_factor
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(model.parameters(pretrained=True)), "lr": recipe.lr},
+            {"params": list(model.parameters(pretrained=False)), "lr": head_lr},
+        ],
+        weight_decay=recipe.weight_decay,
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[recipe.lr, head_lr], total_steps=steps, pct_start=recipe.warmup
+    )
+    return opt, schedule
+
+
+def _multitask_loss(out: dict[str, Any], y: dict[str, Any], recipe: TunedRecipe) -> Any:
+    """A batch's loss: cross-entropy on the known genders and races, plus, weighted, the age
+    bins' cross-entropy against a Gaussian around each known age (an unknown label is -1)."""
+    torch = _torch()
+    import torch.nn.functional as F  # torch: the `learn` extra
+
+    loss = torch.zeros(())
+    for action in ("gender", "race"):
+        known = y[action] >= 0
+        if known.any():
+            loss = loss + F.cross_entropy(
+                out[action].float()[known],
+                y[action][known],
+                label_smoothing=recipe.label_smoothing,
+            )
+    known = y["age"] >= 0
+    if known.any() and recipe.age_weight > 0:
+        bins = torch.arange(AGE_BINS, dtype=torch.float32)
+        years = y["age"][known].clamp(0, AGE_BINS - 1).float()
+        target = torch.exp(-0.5 * ((bins[None] - years[:, None]) / recipe.age_sigma) ** 2)
+        target = target / target.sum(1, keepdim=True)
+        log_p = F.log_softmax(out["age"].float()[known], 1)
+        loss = loss + recipe.age_weight * -(target * log_p).sum(1).mean()
+    return loss
 
 
 def features_graph(net: DlibResNet) -> bytes:

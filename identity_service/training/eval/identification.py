@@ -138,62 +138,81 @@ def evaluate_size(
     prior: tuple[tuple[float, float], ...] = (),
     max_searches: int = 10_000,
 ) -> SizeReport:
-    gallery_ids = protocol.gallery(size)
-    gallery = vectors[gallery_ids]
+    gallery = vectors[protocol.gallery(size)]
     mated_vec = vectors[[p for p, _ in protocol.mated]]
     truth = np.array([pos for _, pos in protocol.mated])
     sims, ids = top_k(mated_vec, gallery, 5)
-    rank1_hit = ids[:, 0] == truth
     rank5_hit = (ids == truth[:, None]).any(axis=1)
-    mated_top = sims[:, 0]
-    nonmated_top = top_k(vectors[protocol.nonmated], gallery, 1)[0][:, 0]
-
+    scores = _TopScores(
+        sims[:, 0], ids[:, 0] == truth, top_k(vectors[protocol.nonmated], gallery, 1)[0][:, 0]
+    )
     persons = np.array([protocol.images[i].person for i in protocol.nonmated])
-
-    def dir_and_fpir(similarity: float) -> tuple[float, float]:
-        # The product's decision: distance (1 - similarity) at or under the threshold.
-        threshold = 1.0 - similarity
-        accepted_mated = (1.0 - mated_top) <= threshold
-        fpir = float(np.mean((1.0 - nonmated_top) <= threshold))
-        return float(np.mean(rank1_hit & accepted_mated)), fpir
-
-    dir_at = {f"{f:g}": dir_and_fpir(similarity_at_fpir(nonmated_top, f))[0] for f in FPIRS}
-    estimate = _leave_one_out(gallery, model, max_searches, prior)
-    point = estimate.operating_point(target_fpir)
-    assert point is not None
-    dir_cal, fpir_cal = dir_and_fpir(1.0 - point.threshold)
-    # Photos of one stranger are accepted or not together: resample whole people.
-    accepted = (1.0 - nonmated_top) <= point.threshold
-    calibrated = {
-        "target_fpir": target_fpir,
-        "threshold": point.threshold,
-        "searches": estimate.n_searches,
-        "measured_fpir": fpir_cal,
-        "measured_fpir_ci95_by_person": list(accuracy_interval(accepted, persons)),
-        "strangers_accepted": int(accepted.sum()),
-        "distinct_strangers_accepted": len(set(persons[accepted].tolist())),
-        "ratio_to_target": fpir_cal / target_fpir,
-        "dir": dir_cal,
-        "source": point.source,
+    dir_at = {
+        f"{f:g}": scores.dir_and_fpir(similarity_at_fpir(scores.nonmated_top, f))[0] for f in FPIRS
     }
+    estimate = _leave_one_out(gallery, model, max_searches, prior)
     prior_rule = None
     if prior:
         prior_only = OpenSetEstimate(model, size, size, np.zeros(0), prior)
-        prior_point = prior_only.operating_point(target_fpir)
-        assert prior_point is not None
-        dir_p, fpir_p = dir_and_fpir(1.0 - prior_point.threshold)
-        prior_rule = {"threshold": prior_point.threshold, "measured_fpir": fpir_p, "dir": dir_p}
+        prior_rule = scores.rule(prior_only, target_fpir)
     return SizeReport(
         gallery_identities=size,
         mated_probes=len(protocol.mated),
         nonmated_probes=len(protocol.nonmated),
-        rank1=float(rank1_hit.mean()),
+        rank1=float(scores.rank1_hit.mean()),
         rank5=float(rank5_hit.mean()),
         dir_at_fpir=dir_at,
-        calibrated=calibrated,
+        calibrated=scores.calibrated(estimate, target_fpir, persons),
         prior_rule=prior_rule,
-        det=det_curve(mated_top, rank1_hit, nonmated_top),
+        det=det_curve(scores.mated_top, scores.rank1_hit, scores.nonmated_top),
     )
+
+
+@dataclass(frozen=True)
+class _TopScores:
+    """The top similarity of each mated probe (and whether it was the right identity) and of
+    each non-mated probe, against one gallery."""
+
+    mated_top: np.ndarray
+    rank1_hit: np.ndarray
+    nonmated_top: np.ndarray
+
+    def dir_and_fpir(self, similarity: float) -> tuple[float, float]:
+        # The product's decision: distance (1 - similarity) at or under the threshold.
+        threshold = 1.0 - similarity
+        accepted_mated = (1.0 - self.mated_top) <= threshold
+        fpir = float(np.mean((1.0 - self.nonmated_top) <= threshold))
+        return float(np.mean(self.rank1_hit & accepted_mated)), fpir
+
+    def rule(self, estimate: OpenSetEstimate, target_fpir: float) -> dict[str, object]:
+        """The threshold ``estimate`` sets for ``target_fpir``, and the FPIR and DIR it gives."""
+        point = estimate.operating_point(target_fpir)
+        assert point is not None
+        dir_p, fpir_p = self.dir_and_fpir(1.0 - point.threshold)
+        return {"threshold": point.threshold, "measured_fpir": fpir_p, "dir": dir_p}
+
+    def calibrated(
+        self, estimate: OpenSetEstimate, target_fpir: float, persons: np.ndarray
+    ) -> dict[str, object]:
+        """The calibrated operating point measured: its FPIR (with an interval that resamples
+        whole strangers), the strangers it accepts, and its DIR."""
+        point = estimate.operating_point(target_fpir)
+        assert point is not None
+        dir_cal, fpir_cal = self.dir_and_fpir(1.0 - point.threshold)
+        # Photos of one stranger are accepted or not together: resample whole people.
+        accepted = (1.0 - self.nonmated_top) <= point.threshold
+        return {
+            "target_fpir": target_fpir,
+            "threshold": point.threshold,
+            "searches": estimate.n_searches,
+            "measured_fpir": fpir_cal,
+            "measured_fpir_ci95_by_person": list(accuracy_interval(accepted, persons)),
+            "strangers_accepted": int(accepted.sum()),
+            "distinct_strangers_accepted": len(set(persons[accepted].tolist())),
+            "ratio_to_target": fpir_cal / target_fpir,
+            "dir": dir_cal,
+            "source": point.source,
+        }
 
 
 def _leave_one_out(

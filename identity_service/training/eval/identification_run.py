@@ -58,14 +58,8 @@ def run(
 ) -> IdentificationReport:
     images = list_images(settings.shared_dir)
     protocol = make_protocol(images)
-    embedded = {}
-    for name in models:
-        progress(f"embedding {len(images):,} images with {name} (cached)")
-        with FacePipeline(embedder=name, settings=settings, workers=workers) as pipeline:
-            vectors = embed_all(pipeline, settings.shared_dir, images, settings.cache_dir)
-            embedded[name] = (vectors, pipeline.detector.name, pipeline.model)
+    embedded = _embed(settings, images, models, workers, progress)
     tails = {name: prior_source_tail(protocol, v) for name, (v, _, _) in embedded.items()}
-    all_utk = sum(im.source == "utkface" for im in images)
     protocol = dedupe_distractors(
         protocol,
         [(v, prior_similarity(tails[name], 1, 1e-5)) for name, (v, _, _) in embedded.items()],
@@ -93,23 +87,41 @@ def run(
         progress("embedding with face_recognition's descriptors (cached)")
         raw = embed_peer(settings.shared_dir, images, settings.cache_dir, settings, workers)
         peer_report = {"sizes": [peer_size(protocol, raw, size) for size in sizes]}
-    return IdentificationReport(
-        protocol={
-            "split_seed": "make_protocol default",
-            "mated_subjects": len(protocol.gallery_subjects),
-            "mated_probes": len(protocol.mated),
-            "nonmated_probes": len(protocol.nonmated),
-            "distractors_available": len(protocol.distractors),
-            "utkface_kept": sum(
-                protocol.images[i].source == "utkface" for i in protocol.distractors
-            ),
-            "utkface_all": all_utk,
-            "sizes": sizes,
-            "target_fpir": target_fpir,
-        },
-        models=reports,
-        peer=peer_report,
-    )
+    summary = _summary(protocol, sizes, target_fpir, sum(im.source == "utkface" for im in images))
+    return IdentificationReport(protocol=summary, models=reports, peer=peer_report)
+
+
+def _embed(
+    settings: Settings,
+    images: list,
+    models: list[str],
+    workers: int,
+    progress: Callable[[str], None],
+) -> dict[str, tuple[np.ndarray, str, str]]:
+    """Per model name: the vectors of ``images`` (cached), its detector and its model tag."""
+    embedded = {}
+    for name in models:
+        progress(f"embedding {len(images):,} images with {name} (cached)")
+        with FacePipeline(embedder=name, settings=settings, workers=workers) as pipeline:
+            vectors = embed_all(pipeline, settings.shared_dir, images, settings.cache_dir)
+            embedded[name] = (vectors, pipeline.detector.name, pipeline.model)
+    return embedded
+
+
+def _summary(
+    protocol: Protocol, sizes: list[int], target_fpir: float, all_utk: int
+) -> dict[str, object]:
+    return {
+        "split_seed": "make_protocol default",
+        "mated_subjects": len(protocol.gallery_subjects),
+        "mated_probes": len(protocol.mated),
+        "nonmated_probes": len(protocol.nonmated),
+        "distractors_available": len(protocol.distractors),
+        "utkface_kept": sum(protocol.images[i].source == "utkface" for i in protocol.distractors),
+        "utkface_all": all_utk,
+        "sizes": sizes,
+        "target_fpir": target_fpir,
+    }
 
 
 def prior_source_tail(protocol: Protocol, vectors: np.ndarray) -> tuple[tuple[float, float], ...]:

@@ -49,6 +49,12 @@ class LfwReport:
         return asdict(self)
 
 
+def images_in_pairs(lfw_dir: Path, folds: list[int] | None = None) -> int:
+    """How many distinct images the pairs of ``folds`` (0-based; None: all) name."""
+    pairs = [p for p in read_pairs(lfw_dir / "pairs.txt") if folds is None or p.fold in folds]
+    return len({p.image1 for p in pairs} | {p.image2 for p in pairs})
+
+
 def evaluate(
     pipeline: FacePipeline,
     lfw_dir: Path,

@@ -16,7 +16,7 @@ from ...errors import DatasetError
 from ...pipeline import FacePipeline
 from .adapter import export_onnx
 from .crops import CROP_EMBEDDER, CropSet, FlipJitter, load_crops
-from .data import identity_split
+from .data import Split, identity_split
 from .device import resolve_device
 from .evaluate import evaluate
 from .mining import make_loss, make_miner
@@ -70,20 +70,7 @@ def train_cnn(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)  # MPerClassSampler draws from numpy's global RNG
     pipeline = pipeline or FacePipeline(embedder=CROP_EMBEDDER)
-    data = load_crops(
-        config.images,
-        pipeline,
-        cache=config.out / "crops.npz",
-        max_identities=config.max_identities,
-        max_per_identity=config.max_images_per_identity,
-        min_images=config.min_images,
-    )
-    split = identity_split(data, config.test_fraction, config.seed)
-    if split.train.n_classes < config.classes or split.test.n_classes < 2:
-        raise DatasetError(
-            f"{split.sizes()}: training needs at least {config.classes} identities (--classes) "
-            "and the held-out side at least 2, each with 2+ images with a face"
-        )
+    data, split = _crops(config, pipeline)
     model = FaceCNN(config.dim, config.width)
     result = fit(
         model,
@@ -104,7 +91,7 @@ def train_cnn(
     )
     onnx_path = export_cnn(result.model, config.out / "cnn.onnx", data.crop_shape)
     scores = result.history[-1].metrics
-    report = {
+    report: dict[str, object] = {
         "arch": "cnn",
         "data": f"face images {config.images}",
         "crops": {
@@ -124,3 +111,23 @@ def train_cnn(
     }
     (config.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _crops(config: CnnConfig, pipeline) -> tuple[CropSet, Split]:
+    """The aligned crops of ``config.images`` (cached in the run folder) and their
+    identity-disjoint split, refused when either side is too small to train or score."""
+    data = load_crops(
+        config.images,
+        pipeline,
+        cache=config.out / "crops.npz",
+        max_identities=config.max_identities,
+        max_per_identity=config.max_images_per_identity,
+        min_images=config.min_images,
+    )
+    split = identity_split(data, config.test_fraction, config.seed)
+    if split.train.n_classes < config.classes or split.test.n_classes < 2:
+        raise DatasetError(
+            f"{split.sizes()}: training needs at least {config.classes} identities (--classes) "
+            "and the held-out side at least 2, each with 2+ images with a face"
+        )
+    return data, split

@@ -130,46 +130,24 @@ def fit(
     ``device`` first: uint8 crops become [0, 1] floats there, then ``transform`` (training
     only, e.g. :class:`.crops.FlipJitter`) augments them on the device.
     """
-    dataset = train.torch() if isinstance(train, EmbeddingSet) else train
-    cuda = str(device).startswith("cuda")
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=sampler is None,
-        drop_last=True,
-        pin_memory=cuda,
-    )
+    loader = _loader(train, batch_size, sampler, device)
     model.to(device)
     loss.to(device)
     params = [*model.parameters(), *loss.parameters()]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    step = _Step(model, loss, miner, optimizer, device, transform)
     start, history = 0, []
     if resume and checkpoint is not None and Path(checkpoint).exists():
         start, history = load_checkpoint(Path(checkpoint), model, loss, optimizer, sampler)
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("training", total=(epochs - start) * len(loader))
         for epoch in range(start + 1, epochs + 1):
-            model.train()
-            total, mined, batches = 0.0, 0, 0
-            for x, y in loader:
-                x = to_unit(x.to(device, non_blocking=cuda))
-                y = y.to(device, non_blocking=cuda)
-                emb = model(transform(x) if transform is not None else x)
-                indices = miner(emb, y) if miner is not None else None
-                value = loss(emb, y, indices)
-                optimizer.zero_grad()
-                value.backward()
-                optimizer.step()
-                total += value.item()
-                mined += _count(indices)
-                batches += 1
-                bar.update(
-                    task,
-                    advance=1,
-                    description=f"epoch {epoch}/{epochs} loss {total / batches:.4f}",
-                )
-            log = EpochLog(epoch, total / max(batches, 1), mined / max(batches, 1))
+
+            def advance(mean_loss: float, epoch: int = epoch) -> None:
+                description = f"epoch {epoch}/{epochs} loss {mean_loss:.4f}"
+                bar.update(task, advance=1, description=description)
+
+            log = EpochLog(epoch, *step.epoch(loader, advance))
             if eval_set is not None:
                 out = embed(model, eval_set.features, device)
                 log.metrics = evaluate(out, eval_set.labels).to_dict()
@@ -179,3 +157,51 @@ def fit(
             if checkpoint is not None:
                 save_checkpoint(Path(checkpoint), model, loss, optimizer, epoch, history, sampler)
     return FitResult(history, model)
+
+
+def _loader(
+    train: EmbeddingSet | torch.utils.data.Dataset, batch_size: int, sampler, device: str
+) -> DataLoader:
+    """Batches of ``train`` in ``sampler``'s order (None: shuffled); a last partial one is
+    dropped."""
+    return DataLoader(
+        train.torch() if isinstance(train, EmbeddingSet) else train,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=sampler is None,
+        drop_last=True,
+        pin_memory=str(device).startswith("cuda"),
+    )
+
+
+@dataclass
+class _Step:
+    """What one optimisation step of :func:`fit` uses."""
+
+    model: torch.nn.Module
+    loss: torch.nn.Module
+    miner: Callable | None
+    optimizer: torch.optim.Optimizer
+    device: str
+    transform: Callable[[torch.Tensor], torch.Tensor] | None
+
+    def epoch(self, loader: DataLoader, advance: Callable[[float], None]) -> tuple[float, float]:
+        """One pass over ``loader``: the mean loss and mean mined tuples per batch;
+        ``advance`` gets the running mean loss after each batch."""
+        cuda = str(self.device).startswith("cuda")
+        self.model.train()
+        total, mined, batches = 0.0, 0, 0
+        for x, y in loader:
+            x = to_unit(x.to(self.device, non_blocking=cuda))
+            y = y.to(self.device, non_blocking=cuda)
+            emb = self.model(self.transform(x) if self.transform is not None else x)
+            indices = self.miner(emb, y) if self.miner is not None else None
+            value = self.loss(emb, y, indices)
+            self.optimizer.zero_grad()
+            value.backward()
+            self.optimizer.step()
+            total += value.item()
+            mined += _count(indices)
+            batches += 1
+            advance(total / batches)
+        return total / max(batches, 1), mined / max(batches, 1)
