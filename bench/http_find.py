@@ -113,7 +113,7 @@ def _copy_rows(cursor: Any, table: str, columns: str, rows: Any) -> None:
 def bulk_load(engine: Any, coll: Any, model: Any, n_faces: int, per_identity: int) -> None:
     """The rows ``Repository.upsert_identity`` + ``add_faces`` would write (identities, faces,
     one ``index_log`` add per face), loaded with COPY: row by row, 1M synthetic faces take
-    ~20 minutes on this machine, and how the gallery got there is not what is measured."""
+    ~20 minutes on a 2-core VM, and how the gallery got there is not what is measured."""
     rng = np.random.default_rng(0)
     n_ids = -(-n_faces // per_identity)
     raw = engine.raw_connection()

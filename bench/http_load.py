@@ -104,7 +104,8 @@ def load(
         "p50_ms": round(float(np.percentile(lat, 50)), 1),
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
     }
-    if result["shed"]:
+    if result["shed"]:  # how fast a 503 came back
+        run["shed_answer_p50_ms"] = round(float(np.percentile(result["shed"], 50)), 1)
         run["shed_answer_p99_ms"] = round(float(np.percentile(result["shed"], 99)), 1)
     run["split_p50_ms"], run["split_mean_ms"], run["split_p99_ms"] = split(ok)
     return run

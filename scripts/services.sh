@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start Postgres and Redis on 127.0.0.1 if they are not answering (as on this machine kind).
+# Start Postgres and Redis on 127.0.0.1 if they are not answering (as on a development or CI machine).
 set -uo pipefail
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "starting Postgres"

