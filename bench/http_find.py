@@ -23,11 +23,11 @@ it from another process on loopback with httpx for a bounded time per concurrenc
 
 Image probes are real LFW photos; this code's modes are also probed with their embeddings (the
 JSON ``embedding`` probe). A client answered 503 waits for Retry-After (at most
-``--retry-cap`` s) and tries again; those are counted as shed, beside the server's
-``faceid_requests_shed_total``. The ``Server-Timing`` header of each answer splits the server's
-time into decode, queue, model, point, index, owners and app (the baseline's: decode,
-detect_embed, search, app); overhead is app less decode and model, http the client's latency
-less app.
+``--retry-cap`` s, spread by up to ``--retry-spread`` more, as FaceIDClient) and tries again;
+those are counted as shed, beside the server's ``faceid_requests_shed_total``. The
+``Server-Timing`` header of each answer splits the server's time into decode, queue, model,
+point, index, owners and app (the baseline's: decode, detect_embed, search, app); overhead is
+app less decode and model, http the client's latency less app.
 Writes bench/results/http_find.json.
 """
 
@@ -55,9 +55,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from identity_service.api.auth import create_api_key  # noqa: E402
 from identity_service.config import ModelSettings, Settings  # noqa: E402
 from identity_service.service import FaceService  # noqa: E402
-from identity_service.store import upgrade  # noqa: E402
+from identity_service.store import Repository, make_engine, upgrade  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from http_load import load  # noqa: E402
@@ -222,12 +223,15 @@ def baseline_database(url_db: str, revision: str) -> tuple[str, Any]:
 class Server:
     """One ``faceid serve`` process, of this tree or of ``code`` (the baseline)."""
 
-    def __init__(self, env: dict[str, str], log: Path, workers: int, code: Path = REPO) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, workers: int, code: Path = REPO, auth: bool = False
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         cmd = [sys.executable, "-m", "identity_service", "serve", "--port", str(self.port)]
-        cmd += ["--workers", str(workers), "--log-level", "warning", "--no-auth"]
+        cmd += ["--workers", str(workers), "--log-level", "warning"]
+        cmd += [] if auth else ["--no-auth"]
         env = {**env, "PYTHONPATH": str(code)}
         out = open(log, "wb")  # noqa: SIM115 - the process owns it
         start = time.perf_counter()
@@ -245,20 +249,24 @@ class Server:
 
 def run_mode(mode: dict[str, Any], args: Any, probes: list[bytes], vectors: list[Any]) -> dict:
     """Image probes at each client count, then embedding probes where the code takes them."""
-    server = Server(mode["env"], mode["log"], args.server_workers, mode.get("code", REPO))
+    key = mode.get("key", "")
+    server = Server(
+        mode["env"], mode["log"], args.server_workers, mode.get("code", REPO), bool(key)
+    )
     out: dict[str, Any] = {"mode": mode["name"], "server_start_seconds": server.start_seconds}
     out["load_avg_at_start"] = os.getloadavg()
+    retry = (args.retry_cap, mode.get("spread", args.retry_spread))
     try:
-        load(server.url, probes, 1, 2.0)  # warm-up
+        load(server.url, probes, 1, 2.0, key=key)  # warm-up
         out["image"] = []
         for clients in _counts(args.clients):
-            run = load(server.url, probes, clients, args.seconds, args.retry_cap)
+            run = load(server.url, probes, clients, args.seconds, *retry, key=key)
             out["image"].append(run)
             print(mode["name"], "image", json.dumps(run), flush=True)
         if mode.get("embedding"):
             out["embedding"] = []
             for clients in _counts(args.embedding_clients):
-                run = load(server.url, vectors, clients, args.seconds, args.retry_cap)
+                run = load(server.url, vectors, clients, args.seconds, *retry, key=key)
                 out["embedding"].append(run)
                 print(mode["name"], "embedding", json.dumps(run), flush=True)
     finally:
@@ -283,10 +291,17 @@ def _arguments() -> argparse.Namespace:
         default="baseline,inline,pool",
         help="baseline: the code at --baseline-rev; inline: this code without the model pool "
         "(FACEID_API_MODEL_WORKERS=0); pool: this code as configured; pool-w1-q0: with 1 model "
-        "worker and a queue of 0 (any of -wN, -qN)",
+        "worker and a queue of 0 (any of -wN, -qN, -nN: model workers' niceness, -jX: "
+        "the clients' spread of Retry-After; -auth last: with an API key)",
     )
     parser.add_argument("--baseline-rev", default="ff84fc8")
     parser.add_argument("--retry-cap", type=float, default=1.0, help="longest wait after a 503")
+    parser.add_argument(
+        "--retry-spread",
+        type=float,
+        default=0.5,
+        help="a 503's wait is spread by up to this much more (FaceIDClient's: 0.5; 0: none)",
+    )
     parser.add_argument("--real", type=Path, default=None, help="default: newest LFW cache")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "http_find.json")
     return parser.parse_args()
@@ -305,11 +320,25 @@ def _mode(name: str, args: Any, env: dict[str, str], tmp: Path, drops: list[Any]
                 shutil.copytree(tmp / folder, base_dir / folder)
         mode["env"].update(FACEID_DATABASE_URL=base_url, FACEID_DATA_DIR=str(base_dir))
     else:
-        mode["embedding"] = name in ("inline", "pool")  # variants of the pool: images only
+        # variants of the pool: images only, but with an API key (-auth) embeddings as well
+        mode["embedding"] = name in ("inline", "pool") or name.endswith("-auth")
         if name == "inline":
             mode["env"]["FACEID_API_MODEL_WORKERS"] = "0"
-        for part in name.split("-")[1:]:  # pool-w1-q0: 1 model worker, queue of 0
-            setting = {"w": "FACEID_API_MODEL_WORKERS", "q": "FACEID_API_QUEUE_MAX"}[part[0]]
+        if name.endswith("-auth"):  # every request authenticated with an API key
+            mode["env"]["FACEID_API_AUTH"] = "true"
+            engine = make_engine(env["FACEID_DATABASE_URL"])
+            mode["key"] = create_api_key(Repository(engine), "default", ["query"])[0]
+            engine.dispose()
+            name = name.removesuffix("-auth")
+        for part in name.split("-")[1:]:  # pool-w1-q0-n0: 1 model worker, queue 0, nice 0
+            if part[0] == "j":  # the clients' spread of Retry-After (j0: none)
+                mode["spread"] = float(part[1:])
+                continue
+            setting = {
+                "w": "FACEID_API_MODEL_WORKERS",
+                "q": "FACEID_API_QUEUE_MAX",
+                "n": "FACEID_API_MODEL_NICE",
+            }[part[0]]
             mode["env"][setting] = part[1:]
     return mode
 

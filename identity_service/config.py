@@ -150,10 +150,6 @@ class ApiSettings(_Section):
     search_threads: int = Field(default=1, ge=0)
     # Tenant of requests when auth is off (a request may name another in X-FaceID-Tenant).
     default_tenant: str = "default"
-    # How long a node trusts an API key it looked up (seconds): 0 asks the database on every
-    # request (a revoked key fails at once); more saves find that round trip, and a revoked key
-    # works on until its entry expires.
-    key_cache_seconds: float = Field(default=0.0, ge=0)
     # find's probe images are decoded, detected and embedded in this many worker processes
     # (None: one per core; 0: in the request's thread, unqueued, as before the pool).
     model_workers: int | None = Field(default=None, ge=0)
@@ -165,6 +161,10 @@ class ApiSettings(_Section):
     # for a batch to fill (0 on a CPU node: batch what queued meanwhile; 2-5 ms on a GPU node).
     batch_max_faces: int = Field(default=8, ge=1)
     batch_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    # The model workers' niceness (added to the server's). Admitting, shedding, embedding probes
+    # and health checks are cheap and latency-bound; model work is neither, so on a busy node
+    # the server process gets a core before a model worker does. 0: the same priority.
+    model_nice: int = Field(default=10, ge=0, le=19)
 
 
 class Settings(_Section):

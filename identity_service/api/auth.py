@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -55,27 +54,6 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
 
 
-class KeyCache:
-    """API keys looked up recently, kept ``ttl`` seconds (0: none kept, every request asks the
-    database, so a revoked key fails at once; otherwise within ``ttl``)."""
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self._keys: dict[str, tuple[float, ApiKeyRecord | None]] = {}
-
-    def get(self, digest: str) -> tuple[bool, ApiKeyRecord | None]:
-        found = self._keys.get(digest)
-        if found is None or time.monotonic() - found[0] >= self.ttl:
-            return False, None
-        return True, found[1]
-
-    def put(self, digest: str, record: ApiKeyRecord | None) -> None:
-        if self.ttl > 0:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            self._keys[digest] = (time.monotonic(), record)
-
-
 async def principal(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
@@ -94,10 +72,10 @@ async def principal(
             "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
         )
     digest = hash_key(token)
-    hit, record = runtime.keys.get(digest)
-    if not hit:
+    known, record, generation = runtime.keys.get(digest)
+    if not known:
         record = await run_in_threadpool(runtime.service.repo.get_api_key, digest)
-        runtime.keys.put(digest, record)
+        runtime.keys.put(digest, record, generation)
     if record is None or not record.active:
         raise AuthenticationError("invalid or revoked API key")
     return Principal(tenant=record.tenant, scopes=frozenset(record.scopes), key_id=record.id)

@@ -12,7 +12,8 @@ from ..errors import NotFoundError
 from ..service import FaceService
 from ..service.model_pool import ModelPool
 from ..store import CollectionRecord, JobRecord
-from .auth import KeyCache, Principal
+from .auth import Principal
+from .key_cache import KeyCache
 from .metrics import Metrics
 
 
@@ -26,7 +27,7 @@ class Runtime:
         self._owned = service is None
         self._lock = threading.Lock()
         self.metrics = Metrics()
-        self.keys = KeyCache(settings.api.key_cache_seconds)
+        self.keys = KeyCache(settings.index.poll_interval, self._keys_version)
         self.ready = False
         self._pool: ModelPool | None = None
 
@@ -38,8 +39,13 @@ class Runtime:
                     self._service = FaceService.embedded(self.settings)
         return self._service
 
+    def _keys_version(self) -> tuple[int, int]:
+        return self.service.repo.api_keys_version()
+
     def warm(self) -> None:
         """Load the default model, and every collection's index when ``api.preload``."""
+        if self.settings.api.auth:
+            self.keys.start()
         threads = self.settings.api.search_threads
         if threads:
             import faiss
@@ -90,6 +96,7 @@ class Runtime:
         return self._pool
 
     def close(self) -> None:
+        self.keys.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()

@@ -90,9 +90,12 @@ class _Retrying:
             retry_after = outcome.headers.get("Retry-After")
         else:
             retry_after = None
-        delay = self.backoff * 2**attempt * (1 + random.random() / 2)
+        spread = 1 + random.random() / 2
+        delay = self.backoff * 2**attempt * spread
         if retry_after and retry_after.isdigit():
-            delay = max(delay, min(float(retry_after), 30.0))
+            # At least what the server asked, spread by up to half again: clients shed together
+            # would otherwise all come back in the same instant and be shed together again.
+            delay = max(delay, min(float(retry_after), 30.0) * spread)
         return delay
 
 

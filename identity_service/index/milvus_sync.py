@@ -37,7 +37,7 @@ import numpy as np
 from .errors import GalleryIndexError
 from .gallery import IndexStats, SearchResult
 from .milvus import MilvusCollection, RemoteState, VectorStoreUnavailableError
-from .sync import LogEntry, PollResult, StartReport
+from .sync import LogEntry, PollResult, StartReport, usable_embedding
 
 log = logging.getLogger(__name__)
 
@@ -371,12 +371,9 @@ class MilvusFollower:
         return PollResult(added, removed, skipped, self._watermark, False)
 
     def _usable(self, entry: LogEntry) -> np.ndarray | None:
-        if entry.embedding is None:
-            return None  # deleted since: its 'remove' follows in the log
-        vector = np.asarray(entry.embedding, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(vector))
-        if vector.shape != (self.dim,) or not np.isfinite(norm) or norm < 1e-6:
-            log.error("index_log add %s (face %s) is unusable; skipped", entry.seq, entry.face_id)
+        vector = usable_embedding(entry, self.dim)
+        norm = 0.0 if vector is None else float(np.linalg.norm(vector))
+        if vector is None or norm < 1e-6:
             return None
         return vector / norm
 

@@ -300,7 +300,7 @@ class IndexFollower:
             elif entry.op == "add":
                 if entry.embedding is None and entry.seq <= self._watermark:
                     continue  # applied (or removed) on an earlier poll: read without its vector
-                vector = self._usable(entry)
+                vector = usable_embedding(entry, self.dim)
                 if vector is None:
                     skipped += 1
                 elif face not in adds:
@@ -354,20 +354,22 @@ class IndexFollower:
         refetched = self.source.log_since(self.collection_id, first - 1)
         return [e for e in entries if e.seq < first] + refetched
 
-    def _usable(self, entry: LogEntry) -> np.ndarray | None:
-        emb = entry.embedding
-        if emb is None:
-            # The face was deleted since: its 'remove' entry follows in the log. Expected, and
-            # seen again on every re-read of the window, so not worth more than a debug line.
-            log.debug("index_log add %s (face %s) has no embedding", entry.seq, entry.face_id)
-            return None
-        vector = np.asarray(emb, dtype=np.float32).reshape(-1)
-        if vector.shape != (self.dim,) or not np.isfinite(vector).all() or not vector.any():
-            log.error(
-                "index_log add %s (face %s) has an unusable embedding of shape %s; skipped",
-                entry.seq,
-                entry.face_id,
-                np.shape(emb),
-            )
-            return None
-        return vector
+
+def usable_embedding(entry: LogEntry, dim: int) -> np.ndarray | None:
+    """An add entry's vector as float32, or None: deleted since (no embedding; its 'remove'
+    follows in the log), or unusable (wrong shape, not finite, zero), which is logged."""
+    emb = entry.embedding
+    if emb is None:
+        # Expected, and seen again on every re-read of the window: a debug line at most.
+        log.debug("index_log add %s (face %s) has no embedding", entry.seq, entry.face_id)
+        return None
+    vector = np.asarray(emb, dtype=np.float32).reshape(-1)
+    if vector.shape != (dim,) or not np.isfinite(vector).all() or not vector.any():
+        log.error(
+            "index_log add %s (face %s) has an unusable embedding of shape %s; skipped",
+            entry.seq,
+            entry.face_id,
+            np.shape(emb),
+        )
+        return None
+    return vector

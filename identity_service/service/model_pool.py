@@ -12,7 +12,9 @@ node; a few ms lets a GPU node batch). The worker decodes and detects each image
 whole batch's faces in one call of the embedder.
 
 Each worker process loads its own models (spawned, not forked: the server has threads) on the
-configured device, with ``cpu_count / workers`` threads for the embedder. A worker that dies
+configured device, with ``cpu_count / workers`` threads for the embedder, and runs at a lower
+CPU priority than the server (``api.model_nice``), so that admitting and shedding never wait
+for a core behind model work. A worker that dies
 fails its batch with a 503 and the pool starts again. The embedded/library path
 (``FaceService.find``) does not use the pool.
 """
@@ -267,6 +269,8 @@ def cores() -> int:
 def _init_worker(settings: Settings) -> None:
     global _SETTINGS
     _SETTINGS = settings
+    if settings.api.model_nice and hasattr(os, "nice"):
+        os.nice(settings.api.model_nice)
     try:
         import cv2
 

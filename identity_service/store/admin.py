@@ -248,6 +248,16 @@ class AdminMixin(JobPartsMixin):
             row = s.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
             return None if row is None else _to_key(row)
 
+    def api_keys_version(self) -> tuple[int, int]:
+        """(keys, revoked keys). Keys are never deleted and a revocation is never undone, so
+        every creation or revocation moves one of them: nodes that keep keys in memory read it
+        to know when to forget them (``api/key_cache.py``)."""
+        with self._tx() as s:
+            total, revoked = s.execute(
+                select(func.count(ApiKey.id), func.count(ApiKey.revoked))
+            ).one()
+            return int(total), int(revoked)
+
     def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRecord]:
         stmt = select(ApiKey).order_by(ApiKey.id)
         if tenant is not None:

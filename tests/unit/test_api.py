@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 
 import httpx
 import numpy as np
@@ -48,6 +49,7 @@ def test_auth_missing_invalid_scope_and_revoked(api, keys, people):
     token, record = create_api_key(repo, "acme", ["query"])
     assert client(api, token).collections().total == 1
     repo.revoke_api_key(record.id)
+    time.sleep(api[0].state.runtime.settings.index.poll_interval * 1.5)  # the freshness bound
     with pytest.raises(AuthenticationError):
         client(api, token).collections()
     assert record.key_hash != token and token not in str(repo.list_api_keys())
@@ -349,3 +351,12 @@ def test_an_idempotency_key_returns_the_first_job(api, keys, people, lfw_image, 
     # A key names a job within its tenant only.
     assert idempotent_job_id("acme", "upload-7") == first.id
     assert idempotent_job_id("beta", "upload-7") != first.id
+
+
+def test_client_waits_retry_after_spread_so_shed_clients_do_not_return_together():
+    c = FaceIDClient("http://x", transport=httpx.MockTransport(lambda r: httpx.Response(503)))
+    shed = httpx.Response(503, headers={"Retry-After": "2"})
+    delays = [c._retry_delay(0, shed) for _ in range(200)]
+    assert all(2.0 <= d <= 3.0 for d in delays)
+    assert max(delays) - min(delays) > 0.5  # spread, not one instant
+    assert c._retry_delay(c.retries, shed) is None

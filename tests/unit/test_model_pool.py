@@ -125,3 +125,14 @@ def _jpeg(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="JPEG")
     return buf.getvalue()
+
+
+def test_model_workers_run_below_the_server_priority(settings):
+    """Admission and shedding must not wait behind model work for a core."""
+    server = os.nice(0)
+    nicer = settings.model_copy(update={"api": settings.api.model_copy(update={"model_nice": 5})})
+    same = settings.model_copy(update={"api": settings.api.model_copy(update={"model_nice": 0})})
+    for config, expected in ((nicer, min(19, server + 5)), (same, server)):
+        with ModelPool(config, workers=1) as pool:
+            pool.warm()
+            assert pool._executor.submit(os.nice, 0).result(timeout=60) == expected
