@@ -12,11 +12,10 @@ node; a few ms lets a GPU node batch). The worker decodes and detects each image
 whole batch's faces in one call of the embedder.
 
 Each worker process loads its own models (spawned, not forked: the server has threads) on the
-configured device, with ``cpu_count / workers`` threads for the embedder, and runs at a lower
-CPU priority than the server (``api.model_nice``), so that admitting and shedding never wait
-for a core behind model work. A worker that dies
-fails its batch with a 503 and the pool starts again. The embedded/library path
-(``FaceService.find``) does not use the pool.
+configured device, with ``cpu_count / workers`` threads for the embedder, at a lower CPU
+priority than the server (``api.model_nice``): on a saturated node, admitting and shedding get
+a core before model work does. A worker that dies fails its batch with a 503 and the pool
+starts again. The embedded/library path (``FaceService.find``) does not use the pool.
 """
 
 from __future__ import annotations
